@@ -1,0 +1,299 @@
+"""The ``accumulate`` stage: raw events -> the message snapshot (sync fold, sans-IO).
+
+The fold follows the official SDK's ``accumulate_event`` exactly on well-formed streams:
+text, thinking and tool-input pieces are appended to per-block lists (never re-joined per
+delta); a tool block's input JSON is parsed once, with jiter, when the block stops; a
+``message_delta`` overwrites stop fields and cumulative usage as the SDK does. Every raw
+event passes through, except that the wire ``content_block_stop`` and ``message_stop`` are
+replaced by :class:`~pipeline.events.ContentBlockStopEvent` (with the finished block) and
+:class:`~pipeline.events.MessageStopEvent` (with the final message).
+
+Where the SDK is silent on a broken stream we raise a typed error, always with the partial
+message: an event before ``message_start``, a delta for a block that does not exist or has
+stopped, invalid tool input JSON, an ``event: error``, and (at the end) a stream without
+``message_stop``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, final
+
+import jiter
+
+from .errors import IncompleteStreamError, ProtocolError, ToolInputError, api_stream_error
+from .events import (
+    CitationsDelta,
+    ContentBlockDeltaEvent,
+    ContentBlockStartEvent,
+    ContentBlockStopEvent,
+    ErrorEvent,
+    InputJSONDelta,
+    MessageDeltaEvent,
+    MessageStartEvent,
+    MessageStopEvent,
+    PingEvent,
+    RawContentBlockStopEvent,
+    RawMessageStopEvent,
+    SignatureDelta,
+    TextDelta,
+    ThinkingDelta,
+    UnknownEvent,
+)
+from .message import ContentBlock, Message, block_from_dict, copy_json
+
+__all__ = ["Accumulator"]
+
+_OTHER, _TEXT, _TOOL, _THINKING = 0, 1, 2, 3
+_KINDS: Final = {"text": _TEXT, "tool_use": _TOOL, "server_tool_use": _TOOL, "thinking": _THINKING}
+# message_delta usage fields that overwrite the snapshot's only when present (cumulative)
+_USAGE_IF_SET: Final = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "server_tool_use",
+    "output_tokens_details",
+)
+
+
+@final
+class _Block:
+    """One content block being accumulated."""
+
+    __slots__ = ("index", "data", "kind", "parts", "citations", "signature", "done")
+
+    def __init__(self, index: int, data: dict[str, Any]) -> None:
+        self.index = index
+        self.data = data
+        kind = data.get("type")
+        self.kind = _KINDS.get(kind, _OTHER) if isinstance(kind, str) else _OTHER
+        self.parts: list[str] = []
+        self.citations: list[Any] = []
+        self.signature: str | None = None
+        self.done: ContentBlock | None = None
+
+    def build(self, *, partial: bool) -> ContentBlock:
+        """Return the block with its deltas applied (*partial*: tolerate unfinished JSON)."""
+        data = dict(self.data)
+        kind = self.kind
+        if kind == _TEXT:
+            if self.parts:
+                data["text"] = _str(data.get("text")) + "".join(self.parts)
+            if self.citations:
+                start = data.get("citations")
+                data["citations"] = (start if isinstance(start, list) and start else []) + self.citations
+        elif kind == _TOOL:
+            raw = "".join(self.parts).encode()
+            if raw:
+                data["input"] = self._parse(raw, partial=partial)
+        elif kind == _THINKING:
+            if self.parts:
+                data["thinking"] = _str(data.get("thinking")) + "".join(self.parts)
+            if self.signature is not None:
+                data["signature"] = self.signature
+        return block_from_dict(data)
+
+    def _parse(self, raw: bytes, *, partial: bool) -> Any:
+        try:
+            return jiter.from_json(raw, partial_mode=partial)
+        except ValueError as exc:
+            if partial:
+                return self.data.get("input")
+            name = self.data.get("name")
+            raise ToolInputError(
+                self.index, name if isinstance(name, str) else "?", raw.decode(errors="replace"), str(exc)
+            ) from None
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+@final
+class Accumulator:
+    """The ``accumulate`` stage's logic: folds raw events into a :class:`Message`.
+
+    Args:
+        allow_incomplete: At the end of input without ``message_stop``, finish with the
+            partial message (as the SDK does) instead of raising
+            :class:`~pipeline.errors.IncompleteStreamError`.
+    """
+
+    __slots__ = ("_allow_incomplete", "_message", "_blocks", "_final", "_last")
+
+    name = "accumulate"
+
+    def __init__(self, *, allow_incomplete: bool = False) -> None:
+        self._allow_incomplete = allow_incomplete
+        self._message: dict[str, Any] | None = None
+        self._blocks: list[_Block] = []
+        self._final: Message | None = None
+        self._last: Any = None  # the last event folded, for error messages
+
+    @property
+    def final_message(self) -> Message | None:
+        """The final message once ``message_stop`` arrived (or the stream ended, when
+        incomplete streams are allowed); ``None`` before."""
+        return self._final
+
+    def snapshot(self) -> Message | None:
+        """Return the message as accumulated so far (``None`` before ``message_start``)."""
+        if self._final is not None:
+            return self._final
+        if self._message is None:
+            return None
+        content = [b.done or b.build(partial=True) for b in self._blocks]
+        return Message(copy_json(self._message), content)
+
+    def process(self, event: Any) -> list[Any]:
+        """Fold one raw event; return what to pass downstream."""
+        out: list[Any] = []
+        self.process_into([event], out)
+        return out
+
+    def process_into(self, events: list[Any], out: list[Any]) -> None:
+        """Fold *events* in order, appending what passes downstream to *out*.
+
+        Raises:
+            ProtocolError, ToolInputError, APIStreamError: as described in the module
+                docstring; events before the bad one are already in *out*.
+        """
+        append = out.append
+        blocks = self._blocks
+        for event in events:
+            kind = type(event)
+            if kind is ContentBlockDeltaEvent:
+                index = event.index
+                if 0 <= index < len(blocks) and blocks[index].done is None:
+                    block = blocks[index]
+                    delta = event.delta
+                    dkind = type(delta)
+                    if dkind is TextDelta:
+                        if block.kind == _TEXT:
+                            block.parts.append(delta.text)
+                    elif dkind is InputJSONDelta:
+                        if block.kind == _TOOL:
+                            block.parts.append(delta.partial_json)
+                    elif dkind is ThinkingDelta:
+                        if block.kind == _THINKING:
+                            block.parts.append(delta.thinking)
+                    elif dkind is CitationsDelta:
+                        if block.kind == _TEXT:
+                            block.citations.append(copy_json(delta.citation))
+                    elif dkind is SignatureDelta:
+                        if block.kind == _THINKING:
+                            block.signature = delta.signature
+                    append(event)
+                else:
+                    self._bad_delta(event)
+            else:
+                self._other(event, append)
+        if events:
+            self._last = events[-1]
+
+    def _bad_delta(self, event: ContentBlockDeltaEvent) -> None:
+        self._require_start("content_block_delta")
+        index = event.index
+        if 0 <= index < len(self._blocks):
+            raise self._protocol("content_block_delta", f"for block {index} after its content_block_stop")
+        raise self._protocol("content_block_delta", f"for unknown block index {index}")
+
+    def _other(self, event: Any, append: Any) -> None:
+        kind = type(event)
+        if kind is PingEvent or kind is UnknownEvent:
+            append(event)
+        elif kind is ErrorEvent:
+            raise api_stream_error(
+                event.error_type, event.message, body=event.to_dict(), partial_message=self.snapshot()
+            )
+        elif kind is MessageStartEvent:
+            if self._message is not None:
+                raise self._protocol("message_start", "after message_start")
+            self._start(event)
+            append(event)
+        else:
+            self._require_start(event.type)
+            if self._final is not None:
+                raise self._protocol(event.type, "after message_stop")
+            if kind is ContentBlockStartEvent:
+                if event.index != len(self._blocks):
+                    raise self._protocol(
+                        "content_block_start", f"index {event.index}, expected {len(self._blocks)}"
+                    )
+                self._blocks.append(_Block(event.index, copy_json(event.content_block)))
+                append(event)
+            elif kind is RawContentBlockStopEvent:
+                append(ContentBlockStopEvent(index=event.index, content_block=self._stop_block(event.index)))
+            elif kind is MessageDeltaEvent:
+                self._delta(event)
+                append(event)
+            elif kind is RawMessageStopEvent:
+                append(MessageStopEvent(message=self._finish()))
+            else:  # a derived or user event that a custom stage put here
+                append(event)
+
+    def _start(self, event: MessageStartEvent) -> None:
+        message = copy_json(event.message)
+        content = message.pop("content", None)
+        self._message = message
+        if isinstance(content, list):  # the API sends [], but a prefilled start may not
+            self._blocks.extend(_Block(i, b) for i, b in enumerate(content) if isinstance(b, dict))
+
+    def _stop_block(self, index: int) -> ContentBlock:
+        if not 0 <= index < len(self._blocks):
+            raise self._protocol("content_block_stop", f"for unknown block index {index}")
+        block = self._blocks[index]
+        if block.done is not None:
+            raise self._protocol("content_block_stop", f"for block {index} that already stopped")
+        try:
+            block.done = block.build(partial=False)
+        except ToolInputError as exc:
+            exc.partial_message = self.snapshot()
+            raise
+        return block.done
+
+    def _delta(self, event: MessageDeltaEvent) -> None:
+        message = self._message
+        assert message is not None
+        delta, usage = event.delta, event.usage
+        message["stop_reason"] = delta.get("stop_reason")
+        message["stop_sequence"] = delta.get("stop_sequence")
+        message["stop_details"] = copy_json(delta.get("stop_details"))
+        if delta.get("container") is not None:
+            message["container"] = copy_json(delta["container"])
+        totals = message.get("usage")
+        if not isinstance(totals, dict):
+            totals = message["usage"] = {}
+        totals["output_tokens"] = usage.get("output_tokens")
+        for key in _USAGE_IF_SET:
+            value = usage.get(key)
+            if value is not None:
+                totals[key] = copy_json(value)
+
+    def _finish(self) -> Message:
+        assert self._message is not None
+        content = [b.done or b.build(partial=False) for b in self._blocks]
+        self._final = Message(self._message, content)
+        return self._final
+
+    def flush(self) -> list[Any]:
+        """End of input: check that the message finished.
+
+        Raises:
+            IncompleteStreamError: No ``message_stop`` arrived (unless allowed).
+        """
+        if self._final is None:
+            if self._allow_incomplete and self._message is not None:
+                self._final = self.snapshot()
+            else:
+                last = self._last
+                raise IncompleteStreamError(self.snapshot(), None if last is None else last.type)
+        return []
+
+    def _require_start(self, event_type: str) -> None:
+        if self._message is None:
+            raise ProtocolError(event_type, "before message_start")
+
+    def _protocol(self, event_type: str, problem: str) -> ProtocolError:
+        error = ProtocolError(event_type, problem)
+        error.partial_message = self.snapshot()
+        return error

@@ -1,0 +1,606 @@
+"""``open_stream``: plans the islands of a pipeline, owns its task group, drives it.
+
+How a stream runs
+-----------------
+The chain (``parse -> accumulate -> derive -> user stages``) is cut into *islands* of
+consecutive sync stages; an async stage or a ``boundary()`` marker ends an island. The
+**last island always runs in the consumer's task**: ``async for``, ``until_done()`` and
+``get_final_message()`` pull one network chunk (or one batch from the last channel), run
+the island over it, publish the derived events to the bus, and hand them to the caller.
+With only sync stages and sync subscribers (the default) there is no task and no channel
+at all: one await per network chunk, everything else is plain calls. Every other island and
+async stage runs as a task in the stream's task group, connected by bounded memory channels
+whose items are batches (one per chunk), so backpressure reaches the network read.
+
+Errors travel in-band: a failing stage delivers what it produced before the failure, then
+the error is raised to the consumer after every earlier event was published, never as an
+ExceptionGroup. Leaving the ``async with`` block early (``break``, an exception, a
+cancellation or a timeout) cancels every task of the stream and closes the source
+(``aclose()``), shielded and bounded in time. ``on_end`` callbacks always run.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Any, Final, TypeVar, final
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .accumulate import Accumulator
+from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
+from .errors import StageError
+from .events import DerivedEvent, TextEvent
+from .message import Message, TextBlock
+from .stage import Boundary, Island, is_async_stage, open_logic, resolve, stage_name
+
+__all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
+
+_log = structlog.get_logger("pipeline")
+_CLOSE_TIMEOUT: Final = 5.0  # seconds granted to aclose() and on_end when cancelled
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StreamStatistics(msgspec.Struct, frozen=True):
+    """Counters of one stream.
+
+    Attributes:
+        chunks: Network chunks read from the source.
+        bytes: Bytes in those chunks.
+        events: Derived events published.
+        subscribers: Per async subscriber counters (delivered, dropped, queued).
+    """
+
+    chunks: int
+    bytes: int
+    events: int
+    subscribers: list[SubscriberStatistics]
+
+
+def _as_subscription(obj: object) -> Subscription:
+    return obj if isinstance(obj, Subscription) else Subscription(obj)
+
+
+def _chunks(source: Any) -> AsyncIterator[bytes]:
+    # an httpx.Response streams its (decoded) body through aiter_bytes()
+    aiter_bytes = getattr(source, "aiter_bytes", None)
+    iterable = aiter_bytes() if callable(aiter_bytes) else source
+    if not isinstance(iterable, AsyncIterable):
+        raise TypeError(f"source must be an AsyncIterable[bytes] or httpx.Response, got {type(source).__name__}")
+    return iterable.__aiter__()
+
+
+@final
+class _Plan:
+    """Islands and async stages of one stream, in order, ready to run."""
+
+    __slots__ = ("nodes", "last", "buffers", "accumulator")
+
+    def __init__(self, chain: Sequence[Any]) -> None:
+        self.accumulator: Accumulator | None = None
+        parts: list[Any] = []  # Island | (name, async logic) | Boundary
+        current: list[Any] = []
+        for spec in chain:
+            if isinstance(spec, Boundary):
+                parts += [Island(current), spec]
+                current = []
+                continue
+            logic = open_logic(spec)
+            if isinstance(logic, Accumulator):
+                self.accumulator = logic
+            if is_async_stage(logic):
+                parts += [Island(current), Boundary(), (stage_name(spec), logic), Boundary()]
+                current = []
+            else:
+                current.append(_Opened(stage_name(spec), logic))
+        parts.append(Island(current))
+        # Empty islands between two channels are dropped, and adjacent boundaries
+        # collapse into one channel with the larger buffer.
+        nodes: list[Any] = []
+        buffers: list[int] = []
+        pending = 0
+        for i, part in enumerate(parts):
+            if isinstance(part, Boundary):
+                pending = max(pending, part.buffer)
+            elif isinstance(part, Island) and not part.names and 0 < i < len(parts) - 1:
+                continue
+            else:
+                if nodes:
+                    buffers.append(pending or Boundary().buffer)
+                pending = 0
+                nodes.append(part)
+        self.last: Island = nodes[-1]
+        self.nodes = nodes
+        self.buffers = buffers
+
+
+@final
+class _Opened:
+    """An already-opened logic object, so that Island does not open it again."""
+
+    __slots__ = ("name", "logic")
+
+    def __init__(self, name: str, logic: Any) -> None:
+        self.name = name
+        self.logic = logic
+
+    def open(self) -> Any:
+        return self.logic
+
+
+@final
+class MessageStream:
+    """One streaming message: iterate it, subscribe to it, or wait for its final message.
+
+    Made by :func:`open_stream` or :meth:`Pipeline.open_stream`; use it as an async
+    context manager. The stream is driven by its consumer: ``async for event in stream``,
+    ``await stream.until_done()`` or ``await stream.get_final_message()``.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        stages: Sequence[Any] = (),
+        subscribers: Sequence[object] = (),
+        allow_incomplete: bool = False,
+    ) -> None:
+        self._source = source
+        self._chain = resolve(stages, allow_incomplete=allow_incomplete)
+        self._bus = EventBus()
+        for sub in subscribers:
+            self._bus.subscribe(_as_subscription(sub))
+        self._plan: _Plan | None = None
+        self._tg: TaskGroup | None = None
+        self._source_iter: AsyncIterator[bytes] | None = None
+        self._receive: MemoryObjectReceiveStream[list[Any]] | None = None
+        self._upstream_error: BaseException | None = None
+        self._error: BaseException | None = None
+        self._finished = False
+        self._ended = False
+        self._buffer: list[Any] = []
+        self._pos = 0
+        self._chunks = self._bytes = self._events = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> MessageStream:
+        if self._tg is not None:
+            raise RuntimeError("a MessageStream can be entered only once")
+        self._plan = plan = _Plan(self._chain)
+        tg = self._tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            self._bus.attach(tg)
+            if len(plan.nodes) == 1:
+                self._source_iter = _chunks(self._source)
+            else:
+                await self._start_tasks(tg, plan)
+        except BaseException:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._tg is not None
+        early = not self._finished
+        try:
+            if early:
+                self._finished = True
+                self._tg.cancel_scope.cancel()
+            self._bus.close()
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await self._close_source()
+                await self._end()
+        finally:
+            try:
+                await self._tg.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
+        if exc_type is None and not early:
+            self._bus.check()
+        return None
+
+    async def _start_tasks(self, tg: TaskGroup, plan: _Plan) -> None:
+        upstream: MemoryObjectReceiveStream[list[Any]] | None = None
+        for node, buffer in zip(plan.nodes[:-1], plan.buffers, strict=True):
+            send, receive = anyio.create_memory_object_stream[list[Any]](buffer)
+            if isinstance(node, Island):
+                await tg.start(self._pump, node, upstream, send)
+            else:
+                assert upstream is not None
+                await tg.start(self._run_async_stage, node, upstream, send)
+            upstream = receive
+        self._receive = upstream
+
+    async def _pump(
+        self,
+        island: Island,
+        receive: MemoryObjectReceiveStream[list[Any]] | None,
+        send: MemoryObjectSendStream[list[Any]],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run an island in its own task: from the source (or a channel) to a channel."""
+        task_status.started()
+        source = _chunks(self._source) if receive is None else None
+        try:
+            async with send:
+                if source is not None:
+                    async for chunk in source:
+                        self._chunks += 1
+                        self._bytes += len(chunk)
+                        if not await self._forward(island, [chunk], send):
+                            return
+                else:
+                    assert receive is not None
+                    async with receive:
+                        async for batch in receive:
+                            batch = _drain(receive, batch)
+                            if not await self._forward(island, batch, send):
+                                return
+                if self._upstream_error is None:
+                    out, error = island.finish()
+                    if out:
+                        await send.send(out)
+                    if error is not None:
+                        self._upstream_error = error
+        except anyio.BrokenResourceError:
+            pass  # the stage after us stopped reading: nothing left to do
+        except Exception as exc:  # the source failed: deliver what we have, then the error
+            self._upstream_error = self._upstream_error or exc
+        finally:
+            if source is not None:
+                with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                    await _aclose(source, self._source)
+
+    async def _forward(self, island: Island, batch: list[Any], send: MemoryObjectSendStream[list[Any]]) -> bool:
+        out, error = island.run(batch)
+        if out:
+            await send.send(out)
+        if error is not None:
+            self._upstream_error = self._upstream_error or error
+            return False
+        return self._upstream_error is None
+
+    async def _run_async_stage(
+        self,
+        node: tuple[str, Any],
+        receive: MemoryObjectReceiveStream[list[Any]],
+        send: MemoryObjectSendStream[list[Any]],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        name, logic = node
+        task_status.started()
+        try:
+            async with receive, send:
+                await logic.run(receive, send)
+        except anyio.BrokenResourceError:
+            pass
+        except Exception as exc:
+            error = StageError(name, exc)
+            error.__cause__ = exc
+            self._upstream_error = self._upstream_error or error
+
+    async def _close_source(self) -> None:
+        it, self._source_iter = self._source_iter, None
+        if it is not None:
+            await _aclose(it, self._source)
+        if self._receive is not None:
+            await self._receive.aclose()
+
+    async def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for fn in self._bus.lifecycle("on_end"):
+            await _call_quietly(fn)
+
+    # ------------------------------------------------------------------ driving
+
+    async def _next_batch(self) -> list[Any] | None:
+        """Pull, process and publish the next non-empty batch; ``None`` at the end.
+
+        Cancellation: waits on the source (or the last channel); cancelling leaves the
+        stream unfinished, and leaving the ``async with`` block then closes it.
+        """
+        plan = self._plan
+        if plan is None:
+            raise RuntimeError("use the stream inside `async with`")
+        while not self._finished:
+            try:
+                if self._source_iter is not None:
+                    chunk = await self._source_iter.__anext__()
+                    self._chunks += 1
+                    self._bytes += len(chunk)
+                    batch = [chunk]
+                else:
+                    assert self._receive is not None
+                    batch = await self._receive.receive()
+                    batch = _drain(self._receive, batch)
+            except (StopAsyncIteration, anyio.EndOfStream):
+                return await self._finish(plan.last)
+            except Exception as exc:
+                await self._fail(exc)
+            out, error = plan.last.run(batch)
+            if out:
+                await self._publish(out)
+            if error is not None:
+                await self._fail(error)
+            if out:
+                return out
+        return None
+
+    async def _publish(self, out: list[Any]) -> None:
+        self._events += len(out)
+        try:
+            await self._bus.publish(out)
+        except Exception as exc:
+            await self._fail(exc)
+
+    async def _finish(self, island: Island) -> list[Any] | None:
+        if self._upstream_error is not None:
+            await self._fail(self._upstream_error)
+        out, error = island.finish()
+        if out:
+            await self._publish(out)
+        if error is not None:
+            await self._fail(error)
+        self._finished = True
+        self._bus.close()
+        await self._close_source()
+        return out or None
+
+    async def _fail(self, error: BaseException) -> Any:
+        self._error = error
+        self._finished = True
+        self._bus.close()
+        for fn in self._bus.lifecycle("on_error"):
+            await _call_quietly(fn, error)
+        raise error
+
+    def __aiter__(self) -> MessageStream:
+        return self
+
+    async def __anext__(self) -> DerivedEvent:
+        """Return the next derived event (SDK order and contents)."""
+        if self._pos < len(self._buffer):
+            event: DerivedEvent = self._buffer[self._pos]
+            self._pos += 1
+            return event
+        if self._error is not None:
+            raise self._error
+        batch = await self._next_batch()
+        if batch is None:
+            raise StopAsyncIteration
+        self._buffer, self._pos = batch, 1
+        return batch[0]  # type: ignore[no-any-return]
+
+    @property
+    def text_stream(self) -> AsyncIterator[str]:
+        """An iterator over the text deltas only."""
+        return _TextStream(self)
+
+    async def until_done(self) -> None:
+        """Drive the stream to its end, then wait for async subscribers to drain.
+
+        Raises:
+            PipelineError: The stream failed (the same error on every call).
+        """
+        if self._error is not None:
+            raise self._error
+        self._buffer, self._pos = [], 0
+        while await self._next_batch() is not None:
+            pass
+        if self._error is not None:
+            raise self._error
+        if self._bus.has_async:
+            try:
+                await self._bus.wait_done()
+            except Exception as exc:
+                await self._fail(exc)
+
+    async def get_final_message(self) -> Message:
+        """Drive the stream to its end and return the accumulated message.
+
+        Raises:
+            PipelineError: The stream failed; ``error.partial_message`` has what arrived.
+        """
+        await self.until_done()
+        acc = self._plan.accumulator if self._plan else None
+        if acc is None or acc.final_message is None:
+            raise RuntimeError("this pipeline has no accumulate stage, so there is no final message")
+        return acc.final_message
+
+    async def get_final_text(self) -> str:
+        """Return the text of all text blocks of the final message, joined.
+
+        Raises:
+            ValueError: The message has no text block.
+        """
+        message = await self.get_final_message()
+        texts = [block.text for block in message.content if isinstance(block, TextBlock)]
+        if not texts:
+            kinds = ", ".join(block.type for block in message.content) or "no"
+            raise ValueError(f"the message has no text block (it has {kinds} content blocks)")
+        return "".join(texts)
+
+    @property
+    def current_message_snapshot(self) -> Message | None:
+        """The message as accumulated so far, or ``None`` before ``message_start``."""
+        acc = self._plan.accumulator if self._plan else None
+        return acc.snapshot() if acc else None
+
+    def statistics(self) -> StreamStatistics:
+        """Return the stream's counters."""
+        return StreamStatistics(self._chunks, self._bytes, self._events, self._bus.statistics())
+
+    # ------------------------------------------------------------------ subscribing
+
+    def subscribe(
+        self,
+        target: object,
+        *,
+        name: str | None = None,
+        overflow: Overflow = "block",
+        buffer: int = 16,
+        errors: OnFailure = "propagate",
+    ) -> None:
+        """Attach a subscriber object (see :mod:`pipeline.bus` for callbacks and options)."""
+        sub = target if isinstance(target, Subscription) else Subscription(
+            target, name=name, overflow=overflow, buffer=buffer, errors=errors
+        )
+        self._bus.subscribe(sub)
+
+    def _decorator(self, kind: str, fn: F) -> F:
+        self._bus.subscribe(callback_subscription(kind, fn))
+        return fn
+
+    def on_text(self, fn: F) -> F:
+        """Call ``fn(event: TextEvent)`` for every text delta."""
+        return self._decorator("on_text", fn)
+
+    def on_tool_input(self, fn: F) -> F:
+        """Call ``fn(event: InputJsonEvent)`` for every piece of tool input JSON."""
+        return self._decorator("on_tool_input", fn)
+
+    def on_thinking(self, fn: F) -> F:
+        """Call ``fn(event: ThinkingEvent)`` for every thinking delta."""
+        return self._decorator("on_thinking", fn)
+
+    def on_citation(self, fn: F) -> F:
+        """Call ``fn(event: CitationEvent)`` for every citation."""
+        return self._decorator("on_citation", fn)
+
+    def on_signature(self, fn: F) -> F:
+        """Call ``fn(event: SignatureEvent)`` when a thinking block is signed."""
+        return self._decorator("on_signature", fn)
+
+    def on_content_block(self, fn: F) -> F:
+        """Call ``fn(block)`` with every finished content block."""
+        return self._decorator("on_content_block", fn)
+
+    def on_message(self, fn: F) -> F:
+        """Call ``fn(message: Message)`` when the message stops."""
+        return self._decorator("on_message", fn)
+
+    def on_event(self, fn: F) -> F:
+        """Call ``fn(event)`` for every derived event."""
+        return self._decorator("on_event", fn)
+
+    def on_error(self, fn: F) -> F:
+        """Call ``fn(error)`` when the stream fails."""
+        return self._decorator("on_error", fn)
+
+    def on_end(self, fn: F) -> F:
+        """Call ``fn()`` when the stream closes, however it closes."""
+        return self._decorator("on_end", fn)
+
+
+@final
+class _TextStream:
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: MessageStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _TextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        async for event in self._stream:
+            if type(event) is TextEvent:
+                return event.text
+        raise StopAsyncIteration
+
+
+def _drain(receive: MemoryObjectReceiveStream[list[Any]], batch: list[Any]) -> list[Any]:
+    # take what is already buffered without yielding: one hop per round, not per batch
+    while True:
+        try:
+            more = receive.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return batch
+        batch = batch + more
+
+
+async def _aclose(iterator: Any, source: Any) -> None:
+    for obj in (iterator, source):
+        aclose = getattr(obj, "aclose", None)
+        if callable(aclose):
+            try:
+                await aclose()
+            except Exception as exc:  # closing must not hide the stream's own outcome
+                _log.warning("source_close_failed", error=repr(exc))
+        if iterator is source:
+            break
+
+
+async def _call_quietly(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        _log.warning("lifecycle_callback_failed", callback=getattr(fn, "__name__", repr(fn)), error=repr(exc))
+
+
+def open_stream(
+    source: AsyncIterable[bytes] | Any,
+    *,
+    subscribers: Sequence[object] = (),
+    stages: Sequence[Any] = (),
+    allow_incomplete: bool = False,
+) -> MessageStream:
+    """Open a streaming message over *source*; use the result with ``async with``.
+
+    Args:
+        source: An ``AsyncIterable[bytes]`` of the SSE body, cut anywhere, or an
+            ``httpx.Response`` opened with ``stream=True``. It is closed when the stream
+            closes.
+        subscribers: Objects with ``on_*`` callbacks, or :class:`Subscription`\\ s.
+        stages: User stages to run after the built-in chain; or the whole chain, when it
+            contains a built-in stage (``parse()``, ``accumulate()``, ``derive()``), to
+            slot stages in between.
+        allow_incomplete: Finish with the partial message when the stream ends without
+            ``message_stop`` (the SDK's behaviour) instead of raising.
+    """
+    return MessageStream(source, stages=stages, subscribers=subscribers, allow_incomplete=allow_incomplete)
+
+
+@final
+class Pipeline:
+    """A reusable configuration: stages, subscribers and options for many streams.
+
+    Stage specs are opened afresh for each stream; subscriber objects are shared.
+    """
+
+    __slots__ = ("stages", "subscribers", "allow_incomplete")
+
+    def __init__(
+        self, *, stages: Sequence[Any] = (), subscribers: Sequence[object] = (), allow_incomplete: bool = False
+    ) -> None:
+        self.stages = tuple(stages)
+        self.subscribers = tuple(subscribers)
+        self.allow_incomplete = allow_incomplete
+        resolve(self.stages)  # validate early
+
+    def open_stream(self, source: AsyncIterable[bytes] | Any, *, subscribers: Sequence[object] = ()) -> MessageStream:
+        """Open a stream over *source* with this configuration (plus *subscribers*)."""
+        return MessageStream(
+            source,
+            stages=self.stages,
+            subscribers=(*self.subscribers, *subscribers),
+            allow_incomplete=self.allow_incomplete,
+        )

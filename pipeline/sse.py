@@ -1,0 +1,144 @@
+"""Server-sent-event framing: bytes in, :class:`SSEFrame` out (sans-IO).
+
+The decoder follows the WHATWG event-stream interpretation rules: lines end in LF, CRLF or
+CR; a leading UTF-8 byte order mark is dropped; lines starting with ``:`` are comments; a
+field without a colon has an empty value; one space after the colon is dropped; ``data``
+lines accumulate with ``\\n`` between them; ``id`` values containing NUL are ignored;
+``retry`` takes only ASCII digits; a blank line dispatches the event, and an event whose data
+buffer is empty is not dispatched. Input may be cut anywhere, inside a UTF-8 sequence or
+between a CR and its LF.
+
+We split on **bytes**, never on ``str``: ``str.splitlines`` would also break on U+2028 and
+other separators that are legal inside JSON strings. Data stays bytes so that msgspec can
+decode it without a copy; event names are decoded once and interned.
+"""
+
+from __future__ import annotations
+
+from typing import Final, final
+
+import msgspec
+
+__all__ = ["SSEDecoder", "SSEFrame"]
+
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+class SSEFrame(msgspec.Struct, frozen=True, gc=False):
+    """One dispatched server-sent event.
+
+    Attributes:
+        event: The ``event`` field, or ``None`` when the event had none (WHATWG then
+            calls it ``"message"``; the Anthropic API always names its events).
+        data: The joined ``data`` lines, as raw UTF-8 bytes.
+        id: The last event id seen on the stream so far, or ``None``.
+        retry: The reconnection time in milliseconds set by the last valid ``retry``
+            field so far, or ``None``.
+    """
+
+    event: str | None
+    data: bytes
+    id: str | None = None
+    retry: int | None = None
+
+
+@final
+class SSEDecoder:
+    """Incremental event-stream decoder.
+
+    Feed it chunks as they arrive with :meth:`process` and call :meth:`flush` at the end of
+    the stream. A partial event at the end of the stream is dropped, as the standard says.
+    """
+
+    __slots__ = ("_tail", "_skip_lf", "_started", "_event", "_data", "_id", "_retry", "_names")
+
+    def __init__(self) -> None:
+        self._tail = b""  # an unterminated last line, carried to the next chunk
+        self._skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
+        self._started = False  # the BOM check is done
+        self._event: bytes | None = None
+        self._data: bytes | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+        self._names: dict[bytes, str] = {}
+
+    def process(self, chunk: bytes) -> list[SSEFrame]:
+        """Decode *chunk* and return the events it completes, in order."""
+        if not chunk:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        buf = self._tail + chunk if self._tail else chunk
+        if not self._started:
+            if len(buf) < 3 and _BOM.startswith(buf):
+                self._tail = buf
+                return []
+            self._started = True
+            if buf.startswith(_BOM):
+                buf = buf[3:]
+        if b"\r" in buf:
+            if buf[-1:] == b"\r":
+                self._skip_lf = True
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buf.rfind(b"\n")
+        if end < 0:
+            self._tail = buf
+            return []
+        self._tail = buf[end + 1 :]
+        return self._lines(buf[:end].split(b"\n"))
+
+    def flush(self) -> list[SSEFrame]:
+        """End the stream.
+
+        An event not yet dispatched by a blank line, and an unterminated last line, are
+        discarded, as the standard says; the decoder is then ready for a new stream.
+        """
+        self._tail = b""
+        self._event = self._data = None
+        self._skip_lf = False
+        self._started = False
+        return []
+
+    def _lines(self, lines: list[bytes]) -> list[SSEFrame]:
+        out: list[SSEFrame] = []
+        event, data = self._event, self._data
+        for line in lines:
+            if not line:
+                if data is not None:
+                    out.append(SSEFrame(self._name(event) if event else None, data, self._id, self._retry))
+                event = data = None
+            elif line.startswith(b"data: "):
+                data = line[6:] if data is None else data + b"\n" + line[6:]
+            elif line.startswith(b"event: "):
+                event = line[7:]
+            elif line[0] == 0x3A:  # ":" starts a comment
+                continue
+            else:
+                name, colon, value = line.partition(b":")
+                if colon and value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    data = value if data is None else data + b"\n" + value
+                elif name == b"event":
+                    event = value
+                else:
+                    self._other_field(name, value)
+        self._event, self._data = event, data
+        return out
+
+    def _other_field(self, name: bytes, value: bytes) -> None:
+        if name == b"id":
+            if b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
+        elif name == b"retry":
+            if value and value.isdigit():
+                self._retry = int(value)
+        # every other field is ignored, as the standard says
+
+    def _name(self, raw: bytes) -> str:
+        name = self._names.get(raw)
+        if name is None:
+            name = self._names[raw] = raw.decode("utf-8", "replace")
+        return name

@@ -1,0 +1,311 @@
+"""Stages: the protocols, the built-in stage specs, and fused islands.
+
+A stage spec is an immutable, reusable description; ``spec.open()`` makes the per-stream
+object that does the work (as Akka separates a GraphStage from its logic). A spec that has
+no ``open`` is used as its own logic, so a stateless object with ``process`` will do.
+
+Two kinds of logic:
+
+* a **sync stage**: ``process(item) -> Iterable[out] | None`` and, optionally,
+  ``flush() -> Iterable[out] | None`` at the end of input. It never awaits. Built-in stages
+  also offer ``process_into(items, out)``, the batch form the fused loop calls.
+* an **async stage**: ``async run(receive, send)`` over anyio memory object streams whose
+  items are *batches* (``list``): one batch per network chunk, so a channel hop costs per
+  chunk, not per event. It must close ``send`` (``async with send:``) when done.
+
+Consecutive sync stages are fused into an :class:`Island`: one loop that runs every stage
+over the batch, with no channel between them. An async stage, or a :func:`boundary`
+marker, ends an island; the runner connects islands with bounded channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
+
+from .accumulate import Accumulator
+from .derive import Deriver
+from .errors import PipelineError, StageError
+from .providers.anthropic import AnthropicParser
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = [
+    "Accumulate",
+    "AsyncStage",
+    "Boundary",
+    "Derive",
+    "Island",
+    "Map",
+    "Parse",
+    "SyncStage",
+    "accumulate",
+    "boundary",
+    "derive",
+    "parse",
+]
+
+InT_contra = TypeVar("InT_contra", contravariant=True)
+OutT_co = TypeVar("OutT_co", covariant=True)
+
+
+@runtime_checkable
+class SyncStage(Protocol[InT_contra, OutT_co]):
+    """A stage that transforms items without awaiting."""
+
+    def process(self, item: InT_contra, /) -> Iterable[OutT_co] | None:
+        """Return the items that *item* becomes (``None`` or empty to drop it)."""
+
+
+@runtime_checkable
+class AsyncStage(Protocol):
+    """A stage with its own task, between two bounded channels of batches."""
+
+    async def run(
+        self, receive: MemoryObjectReceiveStream[list[Any]], send: MemoryObjectSendStream[list[Any]]
+    ) -> None:
+        """Receive batches, send batches; close *send* when done.
+
+        Cancellation: the runner cancels this task when the stream closes early or fails.
+        """
+
+
+@final
+class Parse:
+    """The built-in ``parse`` stage: SSE framing + msgspec decode of each event."""
+
+    __slots__ = ()
+    name = "parse"
+
+    def open(self) -> AnthropicParser:
+        """Return a fresh parser for one stream."""
+        return AnthropicParser()
+
+    def __repr__(self) -> str:
+        return "parse()"
+
+
+@final
+class Accumulate:
+    """The built-in ``accumulate`` stage: folds raw events into the message snapshot.
+
+    Args:
+        allow_incomplete: Accept a stream that ends without ``message_stop`` and finish
+            with the partial message, as the official SDK does, instead of raising
+            :class:`~pipeline.errors.IncompleteStreamError`.
+    """
+
+    __slots__ = ("allow_incomplete",)
+    name = "accumulate"
+
+    def __init__(self, *, allow_incomplete: bool = False) -> None:
+        self.allow_incomplete = allow_incomplete
+
+    def open(self) -> Accumulator:
+        """Return a fresh accumulator for one stream."""
+        return Accumulator(allow_incomplete=self.allow_incomplete)
+
+    def __repr__(self) -> str:
+        return f"accumulate(allow_incomplete={self.allow_incomplete})"
+
+
+@final
+class Derive:
+    """The built-in ``derive`` stage: adds the SDK's text / input_json / ... events."""
+
+    __slots__ = ()
+    name = "derive"
+
+    def open(self) -> Deriver:
+        """Return a fresh deriver for one stream."""
+        return Deriver()
+
+    def __repr__(self) -> str:
+        return "derive()"
+
+
+@final
+class Boundary:
+    """A marker that ends the current island: the stages after it run in their own task,
+    behind a bounded channel of *buffer* batches.
+
+    Add one only for a reason you can name: the next stage is slow and must not stall
+    token delivery, or two rates need an explicit buffer.
+    """
+
+    __slots__ = ("buffer",)
+
+    def __init__(self, *, buffer: int = 4) -> None:
+        if buffer < 1:
+            raise ValueError(f"buffer must be >= 1, got {buffer}")
+        self.buffer = buffer
+
+    def __repr__(self) -> str:
+        return f"boundary(buffer={self.buffer})"
+
+
+@final
+class Map:
+    """A sync stage that applies *fn* to every item; ``None`` drops the item.
+
+    Args:
+        fn: The function; it must not block.
+        name: A name for errors and logs (default: the function's name).
+    """
+
+    __slots__ = ("_fn", "name")
+
+    def __init__(self, fn: Callable[[Any], Any], *, name: str | None = None) -> None:
+        self._fn = fn
+        self.name = name or getattr(fn, "__name__", "map")
+
+    def process_into(self, items: list[Any], out: list[Any]) -> None:
+        """Append ``fn(item)`` for each item, skipping ``None``."""
+        fn = self._fn
+        for item in items:
+            result = fn(item)
+            if result is not None:
+                out.append(result)
+
+    def process(self, item: Any) -> list[Any]:
+        """Return ``[fn(item)]``, or ``[]`` when it is ``None``."""
+        result = self._fn(item)
+        return [] if result is None else [result]
+
+    def __repr__(self) -> str:
+        return f"Map({self.name})"
+
+
+def parse() -> Parse:
+    """The built-in SSE framing + decoding stage."""
+    return Parse()
+
+
+def accumulate(*, allow_incomplete: bool = False) -> Accumulate:
+    """The built-in message accumulation stage (see :class:`Accumulate`)."""
+    return Accumulate(allow_incomplete=allow_incomplete)
+
+
+def derive() -> Derive:
+    """The built-in derived-event stage."""
+    return Derive()
+
+
+def boundary(*, buffer: int = 4) -> Boundary:
+    """A channel boundary of *buffer* batches; when unsure, keep the default (4)."""
+    return Boundary(buffer=buffer)
+
+
+BUILTIN = (Parse, Accumulate, Derive)
+
+
+def resolve(stages: Sequence[Any], *, allow_incomplete: bool = False) -> list[Any]:
+    """Return the full chain: *stages* as given when it names a built-in stage, otherwise
+    the built-in chain followed by *stages*."""
+    if any(isinstance(s, BUILTIN) for s in stages):
+        return list(stages)
+    return [Parse(), Accumulate(allow_incomplete=allow_incomplete), Derive(), *stages]
+
+
+def open_logic(spec: Any) -> Any:
+    """Return the per-stream logic of *spec*."""
+    opener = getattr(spec, "open", None)
+    return opener() if callable(opener) else spec
+
+
+def is_async_stage(logic: Any) -> bool:
+    """Tell whether *logic* runs as its own task."""
+    return callable(getattr(logic, "run", None)) and not hasattr(logic, "process")
+
+
+def stage_name(spec: Any) -> str:
+    """Return a readable name for a stage spec or logic."""
+    name = getattr(spec, "name", None)
+    return name if isinstance(name, str) else type(spec).__name__
+
+
+_Into = Callable[[list[Any], list[Any]], None]
+
+
+def _into(logic: Any) -> _Into:
+    into = getattr(logic, "process_into", None)
+    if callable(into):
+        return into  # type: ignore[no-any-return]
+    process = logic.process
+
+    def process_items(items: list[Any], out: list[Any]) -> None:
+        for item in items:
+            result = process(item)
+            if result is not None:
+                out.extend(result)
+
+    return process_items
+
+
+def _flush(logic: Any) -> Callable[[], Iterable[Any] | None]:
+    flush = getattr(logic, "flush", None)
+    return flush if callable(flush) else _nothing
+
+
+def _nothing() -> None:
+    return None
+
+
+@final
+class Island:
+    """Consecutive sync stages fused into one loop over each batch.
+
+    A failing stage does not lose data: what it produced before the failure still flows
+    through the stages after it, and the error is returned beside the output.
+    """
+
+    __slots__ = ("_steps", "names")
+
+    def __init__(self, specs: Sequence[Any]) -> None:
+        steps = []
+        for spec in specs:
+            logic = open_logic(spec)
+            steps.append((stage_name(spec), _into(logic), _flush(logic)))
+        self._steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = steps
+        self.names = [name for name, _, _ in steps]
+
+    def run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
+        """Run every stage over *batch*; return the output and the first error, if any."""
+        error: BaseException | None = None
+        for name, into, _ in self._steps:
+            out: list[Any] = []
+            try:
+                into(batch, out)
+            except Exception as exc:
+                if error is None:
+                    error = _wrap(name, exc)
+            batch = out
+        return batch, error
+
+    def finish(self) -> tuple[list[Any], BaseException | None]:
+        """End of input: flush every stage, each flush passing through the later stages."""
+        error: BaseException | None = None
+        batch: list[Any] = []
+        for name, into, flush in self._steps:
+            out: list[Any] = []
+            try:
+                if batch:
+                    into(batch, out)
+                if error is None:
+                    tail = flush()
+                    if tail:
+                        out.extend(tail)
+            except Exception as exc:
+                if error is None:
+                    error = _wrap(name, exc)
+            batch = out
+        return batch, error
+
+
+def _wrap(name: str, exc: Exception) -> BaseException:
+    if isinstance(exc, PipelineError):
+        return exc
+    error = StageError(name, exc)
+    error.__cause__ = exc
+    return error
