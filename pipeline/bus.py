@@ -304,6 +304,11 @@ class EventBus:
         self._table, self._owner = table, owner
 
     @property
+    def has_sync(self) -> bool:
+        """Whether any sync callback is attached."""
+        return bool(self._table)
+
+    @property
     def has_async(self) -> bool:
         """Whether any subscriber runs in its own task."""
         return bool(self._async)

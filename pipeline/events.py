@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Union, final
 import jiter
 import msgspec
 
-from .message import ContentBlock, Message
+from .message import ContentBlock, Message, with_datetimes
 
 __all__ = [
     "CitationEvent",
@@ -143,12 +143,22 @@ class MessageStartEvent(Event, tag="message_start"):
 
     message: dict[str, Any]
 
+    def to_dict(self) -> dict[str, Any]:
+        out = msgspec.to_builtins(self)
+        with_datetimes(out["message"])
+        return out  # type: ignore[no-any-return]
+
 
 class MessageDeltaEvent(Event, tag="message_delta"):
     """Top-level changes to the message: stop reason and cumulative usage."""
 
     delta: dict[str, Any]
     usage: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = msgspec.to_builtins(self)
+        with_datetimes(out["delta"])
+        return out  # type: ignore[no-any-return]
 
 
 class RawMessageStopEvent(Event, tag="message_stop"):

@@ -12,6 +12,7 @@ plain classes rather than Structs.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final, Union
 
 import msgspec
@@ -29,6 +30,7 @@ __all__ = [
     "UnknownBlock",
     "Usage",
     "block_from_dict",
+    "with_datetimes",
 ]
 
 _encode = msgspec.json.Encoder().encode
@@ -42,6 +44,20 @@ def copy_json(value: Any) -> Any:
     if isinstance(value, list):
         return _decode(_encode(value))
     return value
+
+
+def with_datetimes(message: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``container.expires_at`` into a ``datetime`` in *message*, in place, as the
+    SDK's pydantic models do (it is the only datetime field of a message)."""
+    container = message.get("container")
+    if isinstance(container, dict):
+        expires_at = container.get("expires_at")
+        if isinstance(expires_at, str):
+            try:
+                container["expires_at"] = datetime.fromisoformat(expires_at)
+            except ValueError:
+                pass
+    return message
 
 
 def _text(data: dict[str, Any], key: str) -> str:
@@ -355,7 +371,7 @@ class Message:
         """Return the message as the SDK's ``get_final_message().to_dict()`` does."""
         out: dict[str, Any] = copy_json(self._data)
         out["content"] = [block.to_dict() for block in self.content]
-        return out
+        return with_datetimes(out)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Message):

@@ -344,8 +344,12 @@ class MessageStream:
 
     async def _publish(self, out: list[Any]) -> None:
         self._events += len(out)
+        bus = self._bus
         try:
-            await self._bus.publish(out)
+            if bus.has_async:
+                await bus.publish(out)
+            elif bus.has_sync:
+                bus.publish_sync(out)
         except Exception as exc:
             await self._fail(exc)
 

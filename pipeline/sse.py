@@ -50,12 +50,15 @@ class SSEDecoder:
     the stream. A partial event at the end of the stream is dropped, as the standard says.
     """
 
-    __slots__ = ("_tail", "_skip_lf", "_started", "_event", "_data", "_id", "_retry", "_names")
+    __slots__ = ("_tail", "_skip_lf", "_started", "idle", "_event", "_data", "_id", "_retry", "_names")
 
     def __init__(self) -> None:
         self._tail = b""  # an unterminated last line, carried to the next chunk
         self._skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
         self._started = False  # the BOM check is done
+        # True when nothing is carried over (no partial line or event, BOM check done):
+        # a chunk that is exactly one complete event may then be parsed on its own.
+        self.idle = False
         self._event: bytes | None = None
         self._data: bytes | None = None
         self._id: str | None = None
@@ -66,6 +69,7 @@ class SSEDecoder:
         """Decode *chunk* and return the events it completes, in order."""
         if not chunk:
             return []
+        self.idle = False
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
@@ -86,8 +90,10 @@ class SSEDecoder:
         if end < 0:
             self._tail = buf
             return []
-        self._tail = buf[end + 1 :]
-        return self._lines(buf[:end].split(b"\n"))
+        self._tail = tail = buf[end + 1 :]
+        out = self._lines(buf[:end].split(b"\n"))
+        self.idle = not tail and not self._skip_lf and self._event is None and self._data is None
+        return out
 
     def flush(self) -> list[SSEFrame]:
         """End the stream.
@@ -99,6 +105,7 @@ class SSEDecoder:
         self._event = self._data = None
         self._skip_lf = False
         self._started = False
+        self.idle = False
         return []
 
     def _lines(self, lines: list[bytes]) -> list[SSEFrame]:

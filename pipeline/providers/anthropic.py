@@ -114,6 +114,30 @@ class AnthropicParser:
         sse = self._sse
         append = out.append
         for chunk in chunks:
+            if sse.idle:
+                # Fast path for a live stream's chunk: exactly `event: X\ndata: {...}\n\n`.
+                # Same result as the decoder, which is idle: nothing is carried over.
+                lines = chunk.split(b"\n")
+                if (
+                    len(lines) == 4
+                    and not lines[2]
+                    and not lines[3]
+                    and lines[0].startswith(b"event: ")
+                    and lines[1].startswith(b"data: ")
+                    and chunk.find(b"\r") < 0
+                ):
+                    data = lines[1][6:]
+                    if data:
+                        try:
+                            event = _decode_wire(data)
+                        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                            event = _decode_slow(SSEFrame(lines[0][7:].decode(errors="replace"), data), exc)
+                        if lines[0] == b"event: error" and type(event) is not ErrorEvent:
+                            event = _error_event(SSEFrame("error", data))
+                        append(event)
+                    elif lines[0] == b"event: error":
+                        append(_error_event(SSEFrame("error", data)))
+                    continue
             for frame in sse.process(chunk):
                 if frame.event is not None and frame.data:
                     try:
