@@ -68,31 +68,31 @@ class _DeltaBase(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field=
         return out
 
 
-class TextDelta(_DeltaBase, tag="text_delta"):
+class TextDelta(_DeltaBase, frozen=True, tag="text_delta"):
     """A piece of a text block."""
 
     text: str
 
 
-class InputJSONDelta(_DeltaBase, tag="input_json_delta"):
+class InputJSONDelta(_DeltaBase, frozen=True, tag="input_json_delta"):
     """A piece of a tool_use block's input JSON, cut anywhere."""
 
     partial_json: str
 
 
-class CitationsDelta(_DeltaBase, tag="citations_delta"):
+class CitationsDelta(_DeltaBase, frozen=True, tag="citations_delta"):
     """A citation added to a text block."""
 
     citation: dict[str, Any]
 
 
-class ThinkingDelta(_DeltaBase, tag="thinking_delta"):
+class ThinkingDelta(_DeltaBase, frozen=True, tag="thinking_delta"):
     """A piece of a thinking block."""
 
     thinking: str
 
 
-class SignatureDelta(_DeltaBase, tag="signature_delta"):
+class SignatureDelta(_DeltaBase, frozen=True, tag="signature_delta"):
     """The signature of a thinking block."""
 
     signature: str
@@ -138,7 +138,7 @@ class Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="type
         return out
 
 
-class MessageStartEvent(Event, tag="message_start"):
+class MessageStartEvent(Event, frozen=True, tag="message_start"):
     """The first event of a message: its id, model and initial usage."""
 
     message: dict[str, Any]
@@ -149,7 +149,7 @@ class MessageStartEvent(Event, tag="message_start"):
         return out  # type: ignore[no-any-return]
 
 
-class MessageDeltaEvent(Event, tag="message_delta"):
+class MessageDeltaEvent(Event, frozen=True, tag="message_delta"):
     """Top-level changes to the message: stop reason and cumulative usage."""
 
     delta: dict[str, Any]
@@ -161,11 +161,11 @@ class MessageDeltaEvent(Event, tag="message_delta"):
         return out  # type: ignore[no-any-return]
 
 
-class RawMessageStopEvent(Event, tag="message_stop"):
+class RawMessageStopEvent(Event, frozen=True, tag="message_stop"):
     """The wire ``message_stop`` (replaced by :class:`MessageStopEvent` when derived)."""
 
 
-class ContentBlockStartEvent(Event, tag="content_block_start"):
+class ContentBlockStartEvent(Event, frozen=True, tag="content_block_start"):
     """A content block starts at ``index``."""
 
     index: int
@@ -178,7 +178,7 @@ class ContentBlockStartEvent(Event, tag="content_block_start"):
         return kind if isinstance(kind, str) else ""
 
 
-class ContentBlockDeltaEvent(Event, tag="content_block_delta"):
+class ContentBlockDeltaEvent(Event, frozen=True, tag="content_block_delta"):
     """A piece of the content block at ``index``."""
 
     index: int
@@ -188,17 +188,17 @@ class ContentBlockDeltaEvent(Event, tag="content_block_delta"):
         return {"type": "content_block_delta", "index": self.index, "delta": self.delta.to_dict()}
 
 
-class RawContentBlockStopEvent(Event, tag="content_block_stop"):
+class RawContentBlockStopEvent(Event, frozen=True, tag="content_block_stop"):
     """The wire ``content_block_stop`` (replaced by :class:`ContentBlockStopEvent`)."""
 
     index: int
 
 
-class PingEvent(Event, tag="ping"):
+class PingEvent(Event, frozen=True, tag="ping"):
     """A keep-alive. Never published as a derived event."""
 
 
-class ErrorEvent(Event, tag="error"):
+class ErrorEvent(Event, frozen=True, tag="error"):
     """The API reports an error mid-stream (``event: error``)."""
 
     error: dict[str, Any]
@@ -303,7 +303,7 @@ class Pieces:
 # ---------------------------------------------------------------------------- derived events
 
 
-class TextEvent(Event, tag="text"):
+class TextEvent(Event, frozen=True, tag="text"):
     """Text was added to a text block. ``snapshot`` is the block's text so far (lazy)."""
 
     text: str
@@ -322,7 +322,7 @@ class TextEvent(Event, tag="text"):
         return f"TextEvent(text={self.text!r})"
 
 
-class InputJsonEvent(Event, tag="input_json"):
+class InputJsonEvent(Event, frozen=True, tag="input_json"):
     """A piece of tool input JSON arrived. ``snapshot`` is the partial input (lazy)."""
 
     partial_json: str
@@ -341,7 +341,7 @@ class InputJsonEvent(Event, tag="input_json"):
         return f"InputJsonEvent(partial_json={self.partial_json!r})"
 
 
-class CitationEvent(Event, tag="citation"):
+class CitationEvent(Event, frozen=True, tag="citation"):
     """A citation was added to a text block. ``snapshot`` lists the block's citations."""
 
     citation: dict[str, Any]
@@ -360,7 +360,7 @@ class CitationEvent(Event, tag="citation"):
         return f"CitationEvent(citation={self.citation!r})"
 
 
-class ThinkingEvent(Event, tag="thinking"):
+class ThinkingEvent(Event, frozen=True, tag="thinking"):
     """Thinking text was added. ``snapshot`` is the block's thinking so far (lazy)."""
 
     thinking: str
@@ -379,13 +379,13 @@ class ThinkingEvent(Event, tag="thinking"):
         return f"ThinkingEvent(thinking={self.thinking!r})"
 
 
-class SignatureEvent(Event, tag="signature"):
+class SignatureEvent(Event, frozen=True, tag="signature"):
     """A thinking block received its signature."""
 
     signature: str
 
 
-class ContentBlockStopEvent(Event, tag="content_block_stop"):
+class ContentBlockStopEvent(Event, frozen=True, tag="content_block_stop"):
     """A content block finished; ``content_block`` is the finished block."""
 
     index: int
@@ -399,7 +399,7 @@ class ContentBlockStopEvent(Event, tag="content_block_stop"):
         }
 
 
-class MessageStopEvent(Event, tag="message_stop"):
+class MessageStopEvent(Event, frozen=True, tag="message_stop"):
     """The message finished; ``message`` is the final message."""
 
     message: Message

@@ -204,8 +204,9 @@ class MessageStream:
             try:
                 await self._tg.__aexit__(exc_type, exc, tb)
             except BaseExceptionGroup as group:
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
+                if len(group.exceptions) == 1:  # a lone failure is raised as itself
+                    inner = group.exceptions[0]
+                    raise inner from inner.__cause__
                 raise
         if exc_type is None and not early:
             self._bus.check()

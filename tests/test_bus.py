@@ -1,0 +1,243 @@
+"""The subscriber bus: callbacks, ordering, async subscribers, overflow and failure policies."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import anyio
+import pytest
+
+import pipeline
+from pipeline.testing import StreamBuilder, aiter_chunks, chunk_events, citation, text_body
+
+BODY = text_body(n_deltas=40, seed=9)
+CHUNKS = chunk_events(BODY)
+
+
+def rich_body() -> bytes:
+    rng = random.Random(1)
+    builder = (
+        StreamBuilder(seed=1)
+        .thinking_block(["Let me ", "think."], "c2ln")
+        .text_block(["Hello ", "there"], citations={1: [citation("char_location", rng)]})
+        .tool_use_block({"city": "Zürich", "days": [1, 2]}, name="forecast")
+    )
+    return builder.build(stop_reason="tool_use")
+
+
+class Everything:
+    """Records every callback, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def on_text(self, event: pipeline.TextEvent) -> None:
+        self.calls.append(("text", event.text))
+
+    def on_tool_input(self, event: pipeline.InputJsonEvent) -> None:
+        self.calls.append(("tool_input", event.partial_json))
+
+    def on_thinking(self, event: pipeline.ThinkingEvent) -> None:
+        self.calls.append(("thinking", event.thinking))
+
+    def on_citation(self, event: pipeline.CitationEvent) -> None:
+        self.calls.append(("citation", event.citation["type"]))
+
+    def on_signature(self, event: pipeline.SignatureEvent) -> None:
+        self.calls.append(("signature", event.signature))
+
+    def on_content_block(self, block: pipeline.ContentBlock) -> None:
+        self.calls.append(("block", block.type))
+
+    def on_message(self, message: pipeline.Message) -> None:
+        self.calls.append(("message", message.stop_reason))
+
+    def on_end(self) -> None:
+        self.calls.append(("end", None))
+
+
+async def test_every_callback_fires_in_stream_order() -> None:
+    recorder = Everything()
+    async with pipeline.open_stream(aiter_chunks(chunk_events(rich_body())), subscribers=[recorder]) as stream:
+        message = await stream.get_final_message()
+    tool = message.content[2]
+    assert isinstance(tool, pipeline.ToolUseBlock)
+    assert tool.input == {"city": "Zürich", "days": [1, 2]}
+    kinds = [kind for kind, _ in recorder.calls]
+    assert kinds[:4] == ["thinking", "thinking", "signature", "block"]
+    assert kinds[4:8] == ["text", "text", "citation", "block"]
+    assert kinds[-3:] == ["block", "message", "end"]
+    pieces = [v for k, v in recorder.calls if k == "tool_input"]
+    assert len(pieces) > 1
+    assert json.loads("".join(pieces)) == tool.input
+
+
+async def test_decorators_and_objects_see_the_same_sequence() -> None:
+    """Every consumer (iterator, decorator, subscriber object) sees every event, in order."""
+    seen_obj: list[Any] = []
+    seen_dec: list[Any] = []
+
+    class Obj:
+        def on_event(self, event: Any) -> None:
+            seen_obj.append(event)
+
+    async with pipeline.open_stream(aiter_chunks(CHUNKS), subscribers=[Obj()]) as stream:
+        stream.on_event(seen_dec.append)
+        iterated = [event async for event in stream]
+    assert iterated == seen_obj == seen_dec
+    assert len(iterated) > 40
+
+
+async def test_async_subscriber_gets_every_event_in_order() -> None:
+    seen: list[Any] = []
+
+    class Slow:
+        async def on_event(self, event: Any) -> None:
+            await anyio.lowlevel.checkpoint()
+            seen.append(event)
+
+    async with pipeline.open_stream(aiter_chunks(CHUNKS), subscribers=[Slow()]) as stream:
+        iterated = [event async for event in stream]
+        await stream.until_done()
+        assert seen == iterated
+    stats = stream.statistics().subscribers[0]
+    assert (stats.delivered, stats.dropped, stats.detached) == (len(iterated), 0, False)
+
+
+class Gated:
+    """An async subscriber that waits on a gate before handling each text event."""
+
+    def __init__(self) -> None:
+        self.gate = anyio.Event()
+        self.texts: list[str] = []
+
+    async def on_text(self, event: pipeline.TextEvent) -> None:
+        await self.gate.wait()
+        self.texts.append(event.text)
+
+
+class CountingSource:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.pulled = 0
+
+    async def __aiter__(self) -> Any:
+        for chunk in self.chunks:
+            self.pulled += 1
+            yield chunk
+
+
+async def test_block_policy_pauses_reading_from_the_source() -> None:
+    """A blocked async subscriber (overflow=block) stops the network read; nothing is lost."""
+    gated = Gated()
+    source = CountingSource(CHUNKS)
+    with anyio.fail_after(2):
+        async with pipeline.open_stream(source) as stream:
+            stream.subscribe(gated, buffer=2)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stream.until_done)
+                await anyio.wait_all_tasks_blocked()
+                # message_start + block start + 1 taken by the subscriber + 2 buffered, 1 waiting
+                assert source.pulled <= 8
+                stalled_at = source.pulled
+                await anyio.wait_all_tasks_blocked()
+                assert source.pulled == stalled_at
+                gated.gate.set()
+    assert "".join(gated.texts) == (await stream.get_final_text())
+
+
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
+async def test_drop_policies_count_exactly(policy: pipeline.bus.Overflow) -> None:
+    gated = Gated()
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        stream.subscribe(gated, buffer=2, overflow=policy)
+        total = 0
+
+        @stream.on_text
+        def count(event: pipeline.TextEvent) -> None:
+            nonlocal total
+            total += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream.until_done)
+            await anyio.wait_all_tasks_blocked()
+            gated.gate.set()
+    stats = stream.statistics().subscribers[0]
+    assert stats.dropped > 0
+    assert stats.delivered + stats.dropped == total == 40
+    assert len(gated.texts) == stats.delivered
+    final = await stream.get_final_text()
+    if policy == "drop_newest":
+        assert final.startswith("".join(gated.texts))
+    else:
+        assert final.endswith("".join(gated.texts[-2:]))
+
+
+async def test_error_policy_fails_only_that_stream() -> None:
+    gated = Gated()
+    with pytest.raises(
+        pipeline.SubscriberOverflowError, match=r"^subscriber 'Gated' failed: fell behind by more than 1 batches$"
+    ):
+        async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+            stream.subscribe(gated, buffer=1, overflow="error")
+            await stream.until_done()
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as other:
+        assert await other.get_final_text()
+
+
+class Faulty:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_text(self, event: pipeline.TextEvent) -> None:
+        self.calls += 1
+        if self.calls == 3:
+            raise ValueError("bad subscriber")
+
+
+async def test_propagate_fails_the_stream() -> None:
+    with pytest.raises(pipeline.SubscriberError, match=r"^subscriber 'Faulty' failed: ValueError: bad subscriber$") as info:
+        async with pipeline.open_stream(aiter_chunks(CHUNKS), subscribers=[Faulty()]) as stream:
+            await stream.until_done()
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("make_async", [False, True])
+async def test_isolate_detaches_and_goes_on(make_async: bool) -> None:
+    """An isolated failing subscriber is detached; the stream and the others go on."""
+    faulty = Faulty()
+    if make_async:
+        sync_call = faulty.on_text
+
+        async def on_text(event: pipeline.TextEvent) -> None:
+            sync_call(event)
+
+        faulty.on_text = on_text  # type: ignore[method-assign]
+    after: list[str] = []
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        stream.subscribe(faulty, errors="isolate", name="faulty")
+        stream.on_text(lambda event: after.append(event.text))
+        text = await stream.get_final_text()
+    assert faulty.calls == 3
+    assert "".join(after) == text
+
+
+async def test_async_propagate_fails_the_stream() -> None:
+    class Bad:
+        async def on_message(self, message: pipeline.Message) -> None:
+            raise KeyError("late")
+
+    with pytest.raises(pipeline.SubscriberError, match=r"^subscriber 'Bad' failed: KeyError: 'late'$"):
+        async with pipeline.open_stream(aiter_chunks(CHUNKS), subscribers=[Bad()]) as stream:
+            await stream.get_final_message()
+
+
+def test_subscription_validates_its_options() -> None:
+    with pytest.raises(TypeError, match=r"^object has none of the callbacks"):
+        pipeline.Subscription(object())
+    with pytest.raises(ValueError, match=r"^buffer must be >= 1, got 0$"):
+        pipeline.Subscription(Faulty(), buffer=0)
+    with pytest.raises(ValueError, match=r"^overflow must be block, drop_oldest, drop_newest or error, got 'later'$"):
+        pipeline.Subscription(Faulty(), overflow="later")  # type: ignore[arg-type]
