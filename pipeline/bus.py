@@ -265,7 +265,7 @@ class _AsyncSubscriber:
 class EventBus:
     """Fans derived events out to the subscribers of one stream."""
 
-    __slots__ = ("_subs", "_table", "_owner", "_async", "_task_group", "_detached")
+    __slots__ = ("_subs", "_table", "_owner", "_async", "_task_group", "_detached", "has_sync")
 
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
@@ -274,6 +274,7 @@ class EventBus:
         self._async: list[_AsyncSubscriber] = []
         self._task_group: TaskGroup | None = None
         self._detached: set[Subscription] = set()
+        self.has_sync = False  # whether any sync callback is attached (read per chunk)
 
     def attach(self, task_group: TaskGroup) -> None:
         """Start the tasks of async subscribers in *task_group* (now and later)."""
@@ -302,11 +303,7 @@ class EventBus:
                 table.setdefault(kind, []).extend(calls)
                 owner.update((call, sub) for call in calls)
         self._table, self._owner = table, owner
-
-    @property
-    def has_sync(self) -> bool:
-        """Whether any sync callback is attached."""
-        return bool(self._table)
+        self.has_sync = bool(table)
 
     @property
     def has_async(self) -> bool:

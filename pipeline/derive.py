@@ -33,8 +33,7 @@ from .events import (
 
 __all__ = ["Deriver"]
 
-_OTHER, _TEXT, _TOOL, _THINKING = 0, 1, 2, 3
-_KINDS: Final = {"text": _TEXT, "tool_use": _TOOL, "server_tool_use": _TOOL, "thinking": _THINKING}
+from .accumulate import _KINDS, _OTHER, _TEXT, _THINKING, _TOOL
 _START: Final = {_TEXT: ("text", ""), _TOOL: ("input", {}), _THINKING: ("thinking", "")}
 
 

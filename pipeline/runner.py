@@ -343,6 +343,38 @@ class MessageStream:
                 return out
         return None
 
+    async def _drive_fused(self) -> None:
+        # The hot loop of the default configuration (no task, no channel, no async
+        # subscriber): _next_batch inlined, one await per network chunk. It stops at the
+        # end of the source and leaves the ending (flush, errors) to _next_batch.
+        assert self._plan is not None and self._source_iter is not None
+        source, run, bus = self._source_iter, self._plan.last.run, self._bus
+        chunks = size = events = 0
+        try:
+            while True:
+                try:
+                    chunk = await source.__anext__()
+                except StopAsyncIteration:
+                    self._source_iter = _Exhausted()
+                    return
+                chunks += 1
+                size += len(chunk)
+                out, error = run([chunk])
+                if out:
+                    events += len(out)
+                    if bus.has_sync:
+                        bus.publish_sync(out)
+                if error is not None:
+                    await self._fail(error)
+        except Exception as exc:
+            if exc is not self._error:
+                await self._fail(exc)
+            raise
+        finally:
+            self._chunks += chunks
+            self._bytes += size
+            self._events += events
+
     async def _publish(self, out: list[Any]) -> None:
         self._events += len(out)
         bus = self._bus
@@ -406,6 +438,8 @@ class MessageStream:
         if self._error is not None:
             raise self._error
         self._buffer, self._pos = [], 0
+        if self._source_iter is not None and not self._bus.has_async:
+            await self._drive_fused()
         while await self._next_batch() is not None:
             pass
         if self._error is not None:
@@ -511,6 +545,17 @@ class MessageStream:
     def on_end(self, fn: F) -> F:
         """Call ``fn()`` when the stream closes, however it closes."""
         return self._decorator("on_end", fn)
+
+
+@final
+class _Exhausted:
+    """A source iterator that already ended (its generator finished by itself)."""
+
+    def __aiter__(self) -> _Exhausted:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
 
 
 @final

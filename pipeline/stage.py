@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
 
+from ._fused import fuse_accumulate_derive
 from .accumulate import Accumulator
 from .derive import Deriver
 from .errors import PipelineError, StageError
@@ -252,6 +253,21 @@ def _nothing() -> None:
     return None
 
 
+def _chain(
+    first: Callable[[], Iterable[Any] | None], second_into: _Into, second: Callable[[], Iterable[Any] | None]
+) -> Callable[[], Iterable[Any] | None]:
+    # flush two fused stages: the first one's tail goes through the second, then its own
+    def flush() -> list[Any]:
+        out: list[Any] = []
+        tail = first()
+        if tail:
+            second_into(list(tail), out)
+        out.extend(second() or ())
+        return out
+
+    return flush
+
+
 @final
 class Island:
     """Consecutive sync stages fused into one loop over each batch.
@@ -263,11 +279,18 @@ class Island:
     __slots__ = ("_steps", "names")
 
     def __init__(self, specs: Sequence[Any]) -> None:
-        steps = []
+        steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = []
+        previous: Any = None
         for spec in specs:
             logic = open_logic(spec)
-            steps.append((stage_name(spec), _into(logic), _flush(logic)))
-        self._steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = steps
+            if isinstance(previous, Accumulator) and isinstance(logic, Deriver):
+                # adjacent built-ins: one hand-fused loop, same result (see _fused.py)
+                fused = fuse_accumulate_derive(previous, logic)
+                steps[-1] = ("accumulate+derive", fused, _chain(steps[-1][2], logic.process_into, _flush(logic)))
+            else:
+                steps.append((stage_name(spec), _into(logic), _flush(logic)))
+            previous = logic
+        self._steps = steps
         self.names = [name for name, _, _ in steps]
 
     def run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
