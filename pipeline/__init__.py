@@ -15,13 +15,18 @@ from __future__ import annotations
 from . import errors
 from .bus import Subscription, SubscriberStatistics
 from .errors import (
+    APIConnectionError,
+    APIError,
     APIStreamError,
+    APITimeoutError,
     DecodeError,
     FramingError,
     IncompleteStreamError,
     OverloadedError,
     PipelineError,
     ProtocolError,
+    RateLimitError,
+    SourceError,
     StageError,
     SubscriberError,
     SubscriberOverflowError,
@@ -86,7 +91,10 @@ from .stage import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
     "APIStreamError",
+    "APITimeoutError",
     "Accumulate",
     "AsyncStage",
     "Boundary",
@@ -118,6 +126,7 @@ __all__ = [
     "Pipeline",
     "PipelineError",
     "ProtocolError",
+    "RateLimitError",
     "RawContentBlockStopEvent",
     "RawEvent",
     "RawMessageStopEvent",
@@ -128,6 +137,7 @@ __all__ = [
     "ServerToolUseBlock",
     "SignatureDelta",
     "SignatureEvent",
+    "SourceError",
     "StageError",
     "StreamStatistics",
     "SubscriberError",

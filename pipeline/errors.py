@@ -8,7 +8,12 @@ Every error the library raises on bad input or a failing upstream is one of thes
     ├── ProtocolError               events arrive in an order the API never sends
     ├── ToolInputError              a tool_use block's input is not valid JSON
     ├── IncompleteStreamError       the stream ended before ``message_stop``
-    ├── APIStreamError              an ``event: error`` from the API, typed per error type
+    ├── SourceError                 reading the source failed (e.g. the connection was cut)
+    ├── APIConnectionError          the API could not be reached (before any event)
+    │   └── APITimeoutError         the request timed out (before any event)
+    ├── APIError                    the API reported an error, typed per error type: an
+    │   │                           HTTP error answer before the body (``.status_code``), or an
+    │   │                           ``event: error`` mid-stream (``.status_code`` is ``None``)
     │   ├── OverloadedError         (``overloaded_error``)
     │   ├── RateLimitError          (``rate_limit_error``)
     │   ├── APIInternalError        (``api_error``)
@@ -21,7 +26,8 @@ Every error the library raises on bad input or a failing upstream is one of thes
     └── SubscriberError             a subscriber raised; ``.name``, cause = original
         └── SubscriberOverflowError a subscriber with ``overflow="error"`` fell behind
 
-Errors that happen after a message started carry ``.partial_message``: the message as
+``APIStreamError`` is another name of ``APIError``. Errors that happen after a message
+started carry ``.partial_message``: the message as
 accumulated so far (a :class:`pipeline.Message`), so data already received is never lost.
 Channel errors are anyio's own (``ClosedResourceError``, ``BrokenResourceError``,
 ``EndOfStream``, ``WouldBlock``) and are not wrapped.
@@ -35,8 +41,11 @@ if TYPE_CHECKING:
     from .message import Message
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
     "APIInternalError",
     "APIStreamError",
+    "APITimeoutError",
     "AuthenticationError",
     "DecodeError",
     "FramingError",
@@ -49,10 +58,12 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RequestTooLargeError",
+    "SourceError",
     "StageError",
     "SubscriberError",
     "SubscriberOverflowError",
     "ToolInputError",
+    "api_error",
     "api_stream_error",
 ]
 
@@ -138,14 +149,40 @@ class IncompleteStreamError(PipelineError):
         super().__init__(f"stream ended without message_stop, {where}")
 
 
-class APIStreamError(PipelineError):
-    """The API sent an ``event: error`` in the middle of a stream.
+class SourceError(PipelineError):
+    """Reading the source failed mid-stream (e.g. the connection was cut); the original
+    exception is the ``__cause__`` and ``partial_message`` holds what arrived."""
+
+    def __init__(self, error: BaseException, partial_message: Message | None = None) -> None:
+        self.partial_message = partial_message
+        super().__init__(f"reading the stream failed: {type(error).__name__}: {error}")
+
+
+class APIConnectionError(PipelineError):
+    """The API could not be reached, or the connection failed before the body started.
+
+    The original exception (usually an ``httpx.TransportError``) is the ``__cause__``.
+    """
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out before the body started."""
+
+
+class APIError(PipelineError):
+    """The API reported an error.
+
+    Either the HTTP answer was an error (before any event: ``status_code`` is set and the
+    request may have been retried), or an ``event: error`` arrived mid-stream
+    (``status_code`` is ``None``, ``partial_message`` holds what arrived; never retried).
 
     Attributes:
         error_type: The API's error type, e.g. ``"overloaded_error"``.
         message: The API's error message.
-        body: The decoded ``data`` of the error event.
-        partial_message: The message accumulated before the error, if any.
+        status_code: The HTTP status of an error answer; ``None`` for an error event.
+        request_id: The ``request-id`` header, when known.
+        body: The decoded error body (or the raw text when it was not JSON).
+        partial_message: The message accumulated before an error event, if any.
     """
 
     def __init__(
@@ -153,49 +190,58 @@ class APIStreamError(PipelineError):
         error_type: str,
         message: str,
         *,
+        status_code: int | None = None,
+        request_id: str | None = None,
         body: Any = None,
         partial_message: Message | None = None,
     ) -> None:
         self.error_type = error_type
         self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
         self.body = body
         self.partial_message = partial_message
-        super().__init__(f"{error_type}: {message}")
+        status = f"{status_code} " if status_code is not None else ""
+        request = f" (request-id {request_id})" if request_id else ""
+        super().__init__(f"{status}{error_type}: {message}{request}")
 
 
-class OverloadedError(APIStreamError):
+APIStreamError = APIError
+
+
+class OverloadedError(APIError):
     """The API is temporarily overloaded (``overloaded_error``)."""
 
 
-class RateLimitError(APIStreamError):
+class RateLimitError(APIError):
     """The request hit a rate limit (``rate_limit_error``)."""
 
 
-class APIInternalError(APIStreamError):
+class APIInternalError(APIError):
     """The API failed internally (``api_error``)."""
 
 
-class InvalidRequestError(APIStreamError):
+class InvalidRequestError(APIError):
     """The API rejected the request (``invalid_request_error``)."""
 
 
-class AuthenticationError(APIStreamError):
+class AuthenticationError(APIError):
     """The API key was not accepted (``authentication_error``)."""
 
 
-class PermissionDeniedError(APIStreamError):
+class PermissionDeniedError(APIError):
     """The key may not use this resource (``permission_error``)."""
 
 
-class NotFoundError(APIStreamError):
+class NotFoundError(APIError):
     """The requested resource does not exist (``not_found_error``)."""
 
 
-class RequestTooLargeError(APIStreamError):
+class RequestTooLargeError(APIError):
     """The request is too large (``request_too_large``)."""
 
 
-_BY_TYPE: dict[str, type[APIStreamError]] = {
+_BY_TYPE: dict[str, type[APIError]] = {
     "overloaded_error": OverloadedError,
     "rate_limit_error": RateLimitError,
     "api_error": APIInternalError,
@@ -207,12 +253,46 @@ _BY_TYPE: dict[str, type[APIStreamError]] = {
 }
 
 
+_BY_STATUS: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def api_error(
+    error_type: str | None,
+    message: str,
+    *,
+    status_code: int | None = None,
+    request_id: str | None = None,
+    body: Any = None,
+    partial_message: Message | None = None,
+) -> APIError:
+    """Build the :class:`APIError` subclass that matches *error_type* (or, when the body
+    named none, the HTTP *status_code*)."""
+    if not error_type:
+        error_type = _BY_STATUS.get(status_code or 0, "api_error")
+    cls = _BY_TYPE.get(error_type, APIError)
+    return cls(
+        error_type,
+        message,
+        status_code=status_code,
+        request_id=request_id,
+        body=body,
+        partial_message=partial_message,
+    )
+
+
 def api_stream_error(
     error_type: str, message: str, *, body: Any = None, partial_message: Message | None = None
-) -> APIStreamError:
-    """Build the :class:`APIStreamError` subclass that matches *error_type*."""
-    cls = _BY_TYPE.get(error_type, APIStreamError)
-    return cls(error_type, message, body=body, partial_message=partial_message)
+) -> APIError:
+    """Build the error for an ``event: error`` mid-stream."""
+    return api_error(error_type, message, body=body, partial_message=partial_message)
 
 
 class StageError(PipelineError):

@@ -34,7 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .accumulate import Accumulator
 from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
-from .errors import StageError
+from .errors import PipelineError, SourceError, StageError
 from .events import DerivedEvent, TextEvent
 from .message import Message, TextBlock
 from .stage import Boundary, Island, is_async_stage, open_logic, resolve, stage_name
@@ -259,7 +259,7 @@ class MessageStream:
         except anyio.BrokenResourceError:
             pass  # the stage after us stopped reading: nothing left to do
         except Exception as exc:  # the source failed: deliver what we have, then the error
-            self._upstream_error = self._upstream_error or exc
+            self._upstream_error = self._upstream_error or self._source_error(exc)
         finally:
             if source is not None:
                 with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
@@ -293,6 +293,14 @@ class MessageStream:
             error = StageError(name, exc)
             error.__cause__ = exc
             self._upstream_error = self._upstream_error or error
+
+    def _source_error(self, exc: Exception) -> PipelineError:
+        if isinstance(exc, PipelineError):
+            return exc
+        acc = self._plan.accumulator if self._plan else None
+        error = SourceError(exc, acc.snapshot() if acc else None)
+        error.__cause__ = exc
+        return error
 
     async def _close_source(self) -> None:
         it, self._source_iter = self._source_iter, None
@@ -333,7 +341,7 @@ class MessageStream:
             except (StopAsyncIteration, anyio.EndOfStream):
                 return await self._finish(plan.last)
             except Exception as exc:
-                await self._fail(exc)
+                await self._fail(self._source_error(exc))
             out, error = plan.last.run(batch)
             if out:
                 await self._publish(out)
@@ -357,6 +365,8 @@ class MessageStream:
                 except StopAsyncIteration:
                     self._source_iter = _Exhausted()
                     return
+                except Exception as exc:
+                    await self._fail(self._source_error(exc))
                 chunks += 1
                 size += len(chunk)
                 out, error = run([chunk])

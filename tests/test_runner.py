@@ -185,10 +185,17 @@ async def test_source_error_is_raised_after_delivered_events() -> None:
         raise ConnectionResetError("peer went away")
 
     seen: list[Any] = []
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(
+        pipeline.SourceError, match=r"^reading the stream failed: ConnectionResetError: peer went away$"
+    ) as info:
         async with pipeline.open_stream(broken(), subscribers=[_Collector(seen)]) as stream:
             await stream.until_done()
     assert [e.type for e in seen][:2] == ["message_start", "content_block_start"]
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    partial = info.value.partial_message
+    assert partial is not None and partial.content[0].text == "".join(
+        e.text for e in seen if isinstance(e, pipeline.TextEvent)
+    )
 
 
 class _Collector:
