@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from . import errors
 from .bus import Subscription, SubscriberStatistics
+from .client import MessagesClient, RetryPolicy
 from .errors import (
     APIConnectionError,
     APIError,
@@ -120,6 +121,7 @@ __all__ = [
     "MessageStartEvent",
     "MessageStopEvent",
     "MessageStream",
+    "MessagesClient",
     "OverloadedError",
     "Parse",
     "PingEvent",
@@ -131,6 +133,7 @@ __all__ = [
     "RawEvent",
     "RawMessageStopEvent",
     "RedactedThinkingBlock",
+    "RetryPolicy",
     "SSEDecoder",
     "SSEFrame",
     "ServerToolResultBlock",

@@ -1,0 +1,189 @@
+"""The ``sse-pipeline`` command (also ``python -m pipeline``).
+
+Subcommands: ``demo`` (many concurrent streams against the embedded fake server: no key,
+no network), ``replay FILE.sse``, ``run PROMPT`` (a real request), ``serve-fake``.
+Bad arguments, a missing key, an unreachable server or a malformed file end with a
+one-line error on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from . import __version__
+from .client import MessagesClient, RetryPolicy
+from .errors import PipelineError
+from .runner import open_stream
+
+__all__ = ["main"]
+
+_WORKLOADS = ("text", "tool", "thinking", "citations", "mixed")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed on one line, exit status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sse-pipeline", description="LLM SSE streams -> typed events.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio", help="the event loop")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run many streams against the embedded fake server")
+    demo.add_argument("--streams", type=_positive, default=200, help="streams to run (default 200)")
+    demo.add_argument("--concurrency", type=_positive, default=200, help="streams at once (default 200)")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second per stream (default 200)")
+    demo.add_argument("--seed", type=int, default=0)
+
+    replay = commands.add_parser("replay", help="run a recorded .sse file through the pipeline")
+    replay.add_argument("file", type=Path)
+    shape = replay.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print the final message as JSON")
+    shape.add_argument("--events", action="store_true", help="print every derived event as a JSON line")
+    replay.add_argument("--allow-incomplete", action="store_true", help="accept a stream without message_stop")
+
+    run = commands.add_parser("run", help="send a real request (ANTHROPIC_API_KEY) and stream the text")
+    run.add_argument("prompt")
+    run.add_argument("--model", default="claude-sonnet-4-5")
+    run.add_argument("--max-tokens", type=_positive, default=1024)
+    run.add_argument("--base-url", default=None, help="default: ANTHROPIC_BASE_URL or the real API")
+    run.add_argument("--api-key", default=None, help="default: ANTHROPIC_API_KEY")
+
+    serve = commands.add_parser("serve-fake", help="run the fake Messages API server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--script", choices=_WORKLOADS, default=None, help="always answer with this workload")
+    serve.add_argument("--rate", type=float, default=None, help="events per second (default: unpaced)")
+    return parser
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_jsonable)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as file:
+        while chunk := await file.read(65536):
+            yield chunk
+
+
+async def replay(args: argparse.Namespace) -> None:
+    """Run a recorded stream through the pipeline and print it."""
+    if not args.file.is_file():
+        raise CLIError(f"no such file: {args.file}")
+    async with open_stream(_file_chunks(args.file), allow_incomplete=args.allow_incomplete) as stream:
+        if args.events:
+            async for event in stream:
+                print(_dumps(event.to_dict()))
+        elif not args.json:
+
+            @stream.on_text
+            def show(event: Any) -> None:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+
+        message = await stream.get_final_message()
+    if args.json:
+        print(_dumps(message.to_dict()))
+    elif not args.events:
+        print()
+
+
+async def run(args: argparse.Namespace) -> None:
+    """Send one real request and print its text live."""
+    key = args.api_key or os.environ.get("ANTHROPIC_API_KEY")
+    if not key:
+        raise CLIError("no API key: set ANTHROPIC_API_KEY or pass --api-key")
+    async with MessagesClient(api_key=key, base_url=args.base_url, retry=RetryPolicy(max_retries=2)) as client:
+        messages = [{"role": "user", "content": args.prompt}]
+        async with client.stream(model=args.model, max_tokens=args.max_tokens, messages=messages) as stream:
+            async for text in stream.text_stream:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            message = await stream.get_final_message()
+    print(f"\n[{message.stop_reason}; {message.usage.input_tokens} in, {message.usage.output_tokens} out]")
+
+
+async def serve_fake(args: argparse.Namespace) -> None:
+    """Run the fake server until interrupted."""
+    from . import testing  # noqa: PLC0415
+    from .fake_server import FakeServer, Script  # noqa: PLC0415
+
+    scripts = None
+    if args.script or args.rate:
+        bodies = {
+            "text": testing.text_body,
+            "tool": testing.tool_body,
+            "thinking": testing.thinking_body,
+            "citations": testing.citations_body,
+            "mixed": testing.mixed_body,
+        }
+        body = bodies[args.script]() if args.script else None
+        scripts = [Script(body=body, events_per_second=args.rate)]
+    try:
+        server = FakeServer(scripts, host=args.host, port=args.port)
+        async with anyio.create_task_group() as tg:
+            url = await tg.start(server.serve)
+            print(f"fake Messages API on {url} (POST /v1/messages; any x-api-key); Ctrl-C stops", flush=True)
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+
+
+async def demo(args: argparse.Namespace) -> None:
+    """Many concurrent streams against the embedded fake server, with a summary."""
+    from .demo import run_demo  # noqa: PLC0415
+
+    await run_demo(streams=args.streams, concurrency=args.concurrency, rate=args.rate, seed=args.seed)
+
+
+def _configure_logging() -> None:
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    command = {"demo": demo, "replay": replay, "run": run, "serve-fake": serve_fake}[args.command]
+    started = time.perf_counter()
+    try:
+        anyio.run(command, args, backend=args.backend)
+    except KeyboardInterrupt:
+        return 130
+    except (CLIError, PipelineError, OSError, ValueError) as exc:
+        print(f"sse-pipeline: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.command == "demo":
+            print(f"done in {time.perf_counter() - started:.2f}s", file=sys.stderr)
+    return 0

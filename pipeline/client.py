@@ -1,0 +1,252 @@
+"""A thin Messages API client on ``httpx.AsyncClient`` that streams into a pipeline.
+
+::
+
+    async with pipeline.MessagesClient() as client:          # ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
+        async with client.stream(model="claude-sonnet-4-5", max_tokens=1024,
+                                 messages=[{"role": "user", "content": "Hello"}]) as stream:
+            async for text in stream.text_stream:
+                print(text, end="")
+
+Retries: connection errors and the answers 408, 409, 429, 5xx and 529 are retried with
+exponential backoff and full jitter, honouring ``retry-after``, but only **before** the
+body starts: once an event may have reached a subscriber, nothing is retried. Errors are
+typed (:class:`~pipeline.errors.APIError` subclasses with status, error type, message and
+``request-id``; :class:`~pipeline.errors.APIConnectionError`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, final
+
+import anyio
+import httpx
+import msgspec
+import structlog
+
+from .errors import APIConnectionError, APIError, APITimeoutError, api_error
+from .runner import MessageStream, open_stream
+
+__all__ = ["DEFAULT_BASE_URL", "MessagesClient", "RetryPolicy"]
+
+DEFAULT_BASE_URL: Final = "https://api.anthropic.com"
+ANTHROPIC_VERSION: Final = "2023-06-01"
+_RETRY_STATUS: Final = frozenset({408, 409, 429, 529})
+_log = structlog.get_logger("pipeline.client")
+
+
+@final
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """When and how long to wait before trying a request again.
+
+    Attributes:
+        max_retries: Retries after the first attempt (0 disables retrying).
+        initial_delay: The first backoff in seconds; it doubles each retry.
+        max_delay: The longest backoff, and the longest ``retry-after`` honoured.
+    """
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number *attempt* (0-based)."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.initial_delay * 2**attempt))  # noqa: S311
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _should_retry(status: int) -> bool:
+    return status in _RETRY_STATUS or status >= 500
+
+
+async def _error_from(response: httpx.Response) -> APIError:
+    """Read an error answer and turn it into a typed error."""
+    raw = await response.aread()
+    request_id = response.headers.get("request-id")
+    try:
+        body: Any = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        body = raw.decode("utf-8", "replace")
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        kind, message = error.get("type"), error.get("message")
+    else:
+        kind, message = None, None
+    text = message if isinstance(message, str) else (body if isinstance(body, str) and body else response.reason_phrase)
+    return api_error(
+        kind if isinstance(kind, str) else None,
+        text,
+        status_code=response.status_code,
+        request_id=request_id,
+        body=body,
+    )
+
+
+@final
+class MessagesClient:
+    """Sends streaming Messages requests and opens a :class:`MessageStream` on each.
+
+    Args:
+        api_key: The API key (default: ``ANTHROPIC_API_KEY``). Never logged.
+        base_url: The API's base URL (default: ``ANTHROPIC_BASE_URL`` or the real API).
+        timeout: An ``httpx.Timeout`` or seconds; the read timeout bounds the gap between
+            two chunks of a stream.
+        retry: When to retry a request before its body starts.
+        http_client: An ``httpx.AsyncClient`` to use (not closed by us); by default the
+            client makes and owns one.
+        anthropic_version: The ``anthropic-version`` header.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: httpx.Timeout | float = httpx.Timeout(600.0, connect=10.0),
+        retry: RetryPolicy = RetryPolicy(),
+        http_client: httpx.AsyncClient | None = None,
+        anthropic_version: str = ANTHROPIC_VERSION,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise ValueError("no API key: pass api_key= or set ANTHROPIC_API_KEY")
+        self._headers = {"x-api-key": key, "anthropic-version": anthropic_version, "accept": "text/event-stream"}
+        self.base_url = (base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.retry = retry
+        self._owns_client = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"MessagesClient(base_url={self.base_url!r})"  # never the key
+
+    async def __aenter__(self) -> MessagesClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object made it."""
+        if self._owns_client:
+            await self._http.aclose()
+
+    def stream(
+        self,
+        *,
+        model: str,
+        max_tokens: int,
+        messages: Sequence[Mapping[str, Any]],
+        subscribers: Sequence[object] = (),
+        stages: Sequence[Any] = (),
+        allow_incomplete: bool = False,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> _StreamRequest:
+        """Return an async context manager that sends the request (retrying before the
+        body starts) and yields the :class:`MessageStream` over its body.
+
+        Other Messages API parameters (``system``, ``tools``, ``temperature``, ``thinking``,
+        ...) go in ``**params``.
+        """
+        body = {"model": model, "max_tokens": max_tokens, "messages": list(messages), **params, "stream": True}
+        headers = {**self._headers, **(extra_headers or {})}
+        options = {"subscribers": subscribers, "stages": stages, "allow_incomplete": allow_incomplete}
+        return _StreamRequest(self, body, headers, options)
+
+    async def send(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> httpx.Response:
+        """POST the request; return the streaming response once it answered 200.
+
+        Cancellation: cancelling closes the connection of the attempt in flight.
+
+        Raises:
+            APIError: The API answered an error (after the retries it allows).
+            APIConnectionError: The API could not be reached (after retries).
+        """
+        url = f"{self.base_url}/v1/messages"
+        content = msgspec.json.encode(body)
+        headers = {**headers, "content-type": "application/json"}
+        for attempt in range(self.retry.max_retries + 1):
+            last = attempt == self.retry.max_retries
+            request = self._http.build_request("POST", url, content=content, headers=headers)
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                if last:
+                    raise APITimeoutError(f"request timed out: {exc!r}") from exc
+                await self._backoff(attempt, None, repr(exc))
+                continue
+            except httpx.TransportError as exc:
+                if last:
+                    raise APIConnectionError(f"cannot reach {self.base_url}: {exc!r}") from exc
+                await self._backoff(attempt, None, repr(exc))
+                continue
+            if response.status_code == 200:
+                return response
+            try:
+                error = await _error_from(response)
+            finally:
+                await response.aclose()
+            if last or not _should_retry(response.status_code):
+                raise error
+            await self._backoff(attempt, _retry_after(response), str(error))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _backoff(self, attempt: int, retry_after: float | None, reason: str) -> None:
+        delay = self.retry.delay(attempt, retry_after)
+        _log.info("request_retry", attempt=attempt + 1, delay=round(delay, 3), reason=reason)
+        await anyio.sleep(delay)
+
+
+@final
+class _StreamRequest:
+    """``async with client.stream(...) as stream``: the request, then its stream."""
+
+    __slots__ = ("_client", "_body", "_headers", "_options", "_stream")
+
+    def __init__(
+        self, client: MessagesClient, body: dict[str, Any], headers: dict[str, str], options: dict[str, Any]
+    ) -> None:
+        self._client = client
+        self._body = body
+        self._headers = headers
+        self._options = options
+        self._stream: MessageStream | None = None
+
+    async def __aenter__(self) -> MessageStream:
+        response = await self._client.send(self._body, self._headers)
+        stream = open_stream(response, **self._options)
+        try:
+            await stream.__aenter__()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            raise
+        self._stream = stream
+        return stream
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._stream is not None
+        return await self._stream.__aexit__(exc_type, exc, tb)
