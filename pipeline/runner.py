@@ -486,6 +486,13 @@ class MessageStream:
         return "".join(texts)
 
     @property
+    def request_id(self) -> str | None:
+        """The ``request-id`` header when the source is an HTTP response, else ``None``."""
+        headers = getattr(self._source, "headers", None)
+        value = headers.get("request-id") if headers is not None else None
+        return value if isinstance(value, str) else None
+
+    @property
     def current_message_snapshot(self) -> Message | None:
         """The message as accumulated so far, or ``None`` before ``message_start``."""
         acc = self._plan.accumulator if self._plan else None

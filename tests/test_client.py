@@ -45,10 +45,11 @@ def client_for(answers: list[httpx.Response | Exception], seen: list[httpx.Reque
 
 async def test_request_shape_and_stream() -> None:
     seen: list[httpx.Request] = []
-    async with client_for([sse()], seen) as client:
+    async with client_for([sse({"request-id": "req_abc"})], seen) as client:
         async with client.stream(model="m", max_tokens=10, messages=MESSAGES, system="be brief") as stream:
             text = await stream.get_final_text()
     assert text
+    assert stream.request_id == "req_abc"
     (request,) = seen
     assert (request.method, str(request.url)) == ("POST", "http://api.test/v1/messages")
     assert request.headers["x-api-key"] == "sk-test"
