@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import structlog
@@ -35,11 +35,16 @@ class CLIError(Exception):
     """A user-facing error: printed on one line, exit status 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"sse-pipeline: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sse-pipeline", description="LLM SSE streams -> typed events.")
+    parser = _Parser(prog="sse-pipeline", description="LLM SSE streams -> typed events.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio", help="the event loop")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="run many streams against the embedded fake server")
     demo.add_argument("--streams", type=_positive, default=200, help="streams to run (default 200)")
