@@ -1,9 +1,10 @@
 """Hand-fused ``accumulate`` + ``derive`` for the hot path of the default chain.
 
 When the two built-in stages are adjacent (the default), the island calls one loop instead
-of two: the common deltas (text, thinking, tool input) are folded and derived inline, and
-every other event goes through the two stages' own code, in order. The result is exactly
-that of running the stages one after the other; tests/test_fused.py checks it.
+of two, and both use one :class:`~pipeline.events.Pieces` store per block, so each piece
+is stored once. The common deltas (text, thinking, tool input) are folded and derived
+inline; every other event goes through the two stages' own code, in order. The result is
+exactly that of running the stages one after the other; tests/test_fused.py checks it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 from .accumulate import _TEXT, _THINKING, _TOOL, Accumulator
 from .derive import Deriver
 from .events import (
+    GROUP,
     ContentBlockDeltaEvent,
+    ContentBlockStartEvent,
     InputJSONDelta,
     InputJsonEvent,
     TextDelta,
@@ -34,37 +37,47 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
     def process_into(events: list[Any], out: list[Any]) -> None:
         append = out.append
         for event in events:
-            if type(event) is ContentBlockDeltaEvent:
+            kind = type(event)
+            if kind is ContentBlockDeltaEvent:
                 index = event.index
                 derived = der_blocks.get(index)
                 if derived is not None and 0 <= index < len(acc_blocks):
                     block = acc_blocks[index]
                     delta: Any = event.delta
-                    kind = type(delta)
-                    if block.done is None and block.kind == derived[0]:
-                        pieces = derived[1]
-                        if kind is TextDelta and block.kind == _TEXT:
-                            block.parts.append(delta.text)
-                            pieces.items.append(delta.text)
+                    dkind = type(delta)
+                    bkind = block.kind
+                    if block.done is None and bkind == derived[0]:
+                        pieces = block.pieces  # shared with the deriver (see below)
+                        if dkind is TextDelta and bkind == _TEXT:
+                            piece = delta.text
+                        elif dkind is ThinkingDelta and bkind == _THINKING:
+                            piece = delta.thinking
+                        elif dkind is InputJSONDelta and bkind == _TOOL:
+                            piece = delta.partial_json
+                        else:
+                            piece = None
+                        if piece is not None:
+                            tail = pieces.tail  # Pieces.add, inlined
+                            tail.append(piece)
+                            pieces.size += len(piece)
+                            if len(tail) >= GROUP:
+                                pieces.compact()
                             append(event)
-                            append(TextEvent(text=delta.text, _pieces=pieces, _n=len(pieces.items)))
-                            continue
-                        if kind is InputJSONDelta and block.kind == _TOOL:
-                            block.parts.append(delta.partial_json)
-                            pieces.items.append(delta.partial_json)
-                            append(event)
-                            append(
-                                InputJsonEvent(partial_json=delta.partial_json, _pieces=pieces, _n=len(pieces.items))
-                            )
-                            continue
-                        if kind is ThinkingDelta and block.kind == _THINKING:
-                            block.parts.append(delta.thinking)
-                            pieces.items.append(delta.thinking)
-                            append(event)
-                            append(ThinkingEvent(thinking=delta.thinking, _pieces=pieces, _n=len(pieces.items)))
+                            if dkind is TextDelta:
+                                append(TextEvent(text=piece, _pieces=pieces, _end=pieces.size))
+                            elif dkind is ThinkingDelta:
+                                append(ThinkingEvent(thinking=piece, _pieces=pieces, _end=pieces.size))
+                            else:
+                                append(
+                                    InputJsonEvent(
+                                        partial_json=piece, _pieces=pieces, _end=pieces.size, _start=derived[3]
+                                    )
+                                )
                             continue
             folded: list[Any] = []
             acc_into([event], folded)
             der_into(folded, out)
+            if kind is ContentBlockStartEvent:
+                der.share(event.index, acc_blocks[event.index].pieces)
 
     return process_into

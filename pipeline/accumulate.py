@@ -37,6 +37,7 @@ from .events import (
     SignatureDelta,
     TextDelta,
     ThinkingDelta,
+    Pieces,
     UnknownEvent,
 )
 from .message import ContentBlock, Message, block_from_dict, copy_json
@@ -45,6 +46,7 @@ __all__ = ["Accumulator"]
 
 _OTHER, _TEXT, _TOOL, _THINKING = 0, 1, 2, 3
 _KINDS: Final = {"text": _TEXT, "tool_use": _TOOL, "server_tool_use": _TOOL, "thinking": _THINKING}
+_TEXT_KEYS: Final = {_TEXT: "text", _THINKING: "thinking"}
 # message_delta usage fields that overwrite the snapshot's only when present (cumulative)
 _USAGE_IF_SET: Final = (
     "input_tokens",
@@ -59,14 +61,16 @@ _USAGE_IF_SET: Final = (
 class _Block:
     """One content block being accumulated."""
 
-    __slots__ = ("index", "data", "kind", "parts", "citations", "signature", "done")
+    __slots__ = ("index", "data", "kind", "pieces", "citations", "signature", "done")
 
     def __init__(self, index: int, data: dict[str, Any]) -> None:
         self.index = index
         self.data = data
         kind = data.get("type")
         self.kind = _KINDS.get(kind, _OTHER) if isinstance(kind, str) else _OTHER
-        self.parts: list[str] = []
+        # text / thinking start from the block's own; tool input JSON starts empty
+        start = _str(data.get(_TEXT_KEYS.get(self.kind, "")))
+        self.pieces = Pieces(start)
         self.citations: list[Any] = []
         self.signature: str | None = None
         self.done: ContentBlock | None = None
@@ -75,19 +79,20 @@ class _Block:
         """Return the block with its deltas applied (*partial*: tolerate unfinished JSON)."""
         data = dict(self.data)
         kind = self.kind
+        pieces = self.pieces
         if kind == _TEXT:
-            if self.parts:
-                data["text"] = _str(data.get("text")) + "".join(self.parts)
+            if pieces.size != pieces.start_size:
+                data["text"] = pieces.whole()
             if self.citations:
                 start = data.get("citations")
                 data["citations"] = (start if isinstance(start, list) and start else []) + self.citations
         elif kind == _TOOL:
-            raw = "".join(self.parts).encode()
+            raw = pieces.whole_bytes()
             if raw:
                 data["input"] = self._parse(raw, partial=partial)
         elif kind == _THINKING:
-            if self.parts:
-                data["thinking"] = _str(data.get("thinking")) + "".join(self.parts)
+            if pieces.size != pieces.start_size:
+                data["thinking"] = pieces.whole()
             if self.signature is not None:
                 data["signature"] = self.signature
         return block_from_dict(data)
@@ -169,13 +174,13 @@ class Accumulator:
                     dkind = type(delta)
                     if dkind is TextDelta:
                         if block.kind == _TEXT:
-                            block.parts.append(delta.text)
+                            block.pieces.add(delta.text)
                     elif dkind is InputJSONDelta:
                         if block.kind == _TOOL:
-                            block.parts.append(delta.partial_json)
+                            block.pieces.add(delta.partial_json)
                     elif dkind is ThinkingDelta:
                         if block.kind == _THINKING:
-                            block.parts.append(delta.thinking)
+                            block.pieces.add(delta.thinking)
                     elif dkind is CitationsDelta:
                         if block.kind == _TEXT:
                             block.citations.append(copy_json(delta.citation))

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -142,7 +142,7 @@ async def serve_fake(args: argparse.Namespace) -> None:
 
     scripts = None
     if args.script or args.rate:
-        bodies = {
+        bodies: dict[str, Callable[[], bytes]] = {
             "text": testing.text_body,
             "tool": testing.tool_body,
             "thinking": testing.thinking_body,
@@ -151,13 +151,16 @@ async def serve_fake(args: argparse.Namespace) -> None:
         }
         body = bodies[args.script]() if args.script else None
         scripts = [Script(body=body, events_per_second=args.rate)]
+    server = FakeServer(scripts, host=args.host, port=args.port)
     try:
-        server = FakeServer(scripts, host=args.host, port=args.port)
-        async with anyio.create_task_group() as tg:
-            url = await tg.start(server.serve)
-            print(f"fake Messages API on {url} (POST /v1/messages; any x-api-key); Ctrl-C stops", flush=True)
+        await server.__aenter__()
     except OSError as exc:
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    try:
+        print(f"fake Messages API on {server.url} (POST /v1/messages; any x-api-key); Ctrl-C stops", flush=True)
+        await anyio.sleep_forever()
+    finally:
+        await server.__aexit__(None, None, None)
 
 
 async def demo(args: argparse.Namespace) -> None:

@@ -5,17 +5,18 @@ After every ``content_block_delta`` we add the event the SDK adds: ``text``,
 the block's type, as the SDK does. ``ping`` is dropped; everything else passes through.
 
 Each derived event holds a reference to its block's :class:`~pipeline.events.Pieces` and
-the number of pieces it covers, so its ``snapshot`` is computed only if someone reads it.
-The deriver keeps its own piece lists (references to the same strings, no copies), so it
-is consistent with the events it saw even when a custom stage sits before it.
+the size of the text after its delta, so its ``snapshot`` is computed only if someone reads
+it. On its own, the deriver keeps its own store, consistent with the events it saw even when
+a custom stage sits before it; fused with the accumulator (the default), the two share one.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, final
+from typing import Any, final
 
 from .events import (
     CitationEvent,
+    Citations,
     CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -33,8 +34,7 @@ from .events import (
 
 __all__ = ["Deriver"]
 
-from .accumulate import _KINDS, _OTHER, _TEXT, _THINKING, _TOOL
-_START: Final = {_TEXT: ("text", ""), _TOOL: ("input", {}), _THINKING: ("thinking", "")}
+from .accumulate import _KINDS, _OTHER, _TEXT, _TEXT_KEYS, _THINKING, _TOOL
 
 
 @final
@@ -46,8 +46,8 @@ class Deriver:
     name = "derive"
 
     def __init__(self) -> None:
-        # index -> (block kind, pieces of its text / json / thinking, pieces of citations)
-        self._blocks: dict[int, tuple[int, Pieces, Pieces]] = {}
+        # index -> (block kind, pieces of its text / json / thinking, its citations, start input)
+        self._blocks: dict[int, tuple[int, Pieces, Citations, Any]] = {}
 
     def process(self, event: Any) -> list[Any]:
         """Return *event* followed by the events derived from it."""
@@ -68,27 +68,21 @@ class Deriver:
                     continue
                 delta = event.delta
                 dkind = type(delta)
-                bkind, pieces, cites = block
+                bkind, pieces, cites, start = block
                 if dkind is TextDelta:
                     if bkind == _TEXT:
-                        pieces.items.append(delta.text)
-                        append(TextEvent(text=delta.text, _pieces=pieces, _n=len(pieces.items)))
+                        append(TextEvent(text=delta.text, _pieces=pieces, _end=pieces.add(delta.text)))
                 elif dkind is InputJSONDelta:
                     if bkind == _TOOL:
-                        pieces.items.append(delta.partial_json)
-                        append(
-                            InputJsonEvent(
-                                partial_json=delta.partial_json, _pieces=pieces, _n=len(pieces.items)
-                            )
-                        )
+                        end = pieces.add(delta.partial_json)
+                        append(InputJsonEvent(partial_json=delta.partial_json, _pieces=pieces, _end=end, _start=start))
                 elif dkind is ThinkingDelta:
                     if bkind == _THINKING:
-                        pieces.items.append(delta.thinking)
-                        append(ThinkingEvent(thinking=delta.thinking, _pieces=pieces, _n=len(pieces.items)))
+                        append(ThinkingEvent(thinking=delta.thinking, _pieces=pieces, _end=pieces.add(delta.thinking)))
                 elif dkind is CitationsDelta:
                     if bkind == _TEXT:
                         cites.items.append(delta.citation)
-                        append(CitationEvent(citation=delta.citation, _pieces=cites, _n=len(cites.items)))
+                        append(CitationEvent(citation=delta.citation, _citations=cites, _n=len(cites.items)))
                 elif dkind is SignatureDelta:
                     if bkind == _THINKING:
                         append(SignatureEvent(signature=delta.signature))
@@ -99,14 +93,21 @@ class Deriver:
                     self._start(event)
                 append(event)
 
-    def _start(self, event: ContentBlockStartEvent) -> None:
+    def _start(self, event: ContentBlockStartEvent, pieces: Pieces | None = None) -> None:
         data = event.content_block
         kind = _KINDS.get(event.block_type, _OTHER)
-        key, default = _START.get(kind, ("", None))
-        start = data.get(key, default) if key else None
-        if isinstance(default, str) and not isinstance(start, str):
-            start = default
-        self._blocks[event.index] = (kind, Pieces(start), Pieces(data.get("citations")))
+        key = _TEXT_KEYS.get(kind)
+        text = data.get(key) if key else None
+        if pieces is None:
+            pieces = Pieces(text if isinstance(text, str) else "")
+        start = data.get("input", {}) if kind == _TOOL else None
+        self._blocks[event.index] = (kind, pieces, Citations(data.get("citations")), start)
+
+    def share(self, index: int, pieces: Pieces) -> None:
+        """Use *pieces* (the accumulator's store) for block *index*: when the two stages are
+        fused, each piece is stored once."""
+        kind, _, cites, start = self._blocks[index]
+        self._blocks[index] = (kind, pieces, cites, start)
 
     def flush(self) -> list[Any]:
         """Nothing is held back; forget the blocks."""

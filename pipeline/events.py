@@ -258,46 +258,90 @@ RawEvent = Union[WireEvent, UnknownEvent]
 # ---------------------------------------------------------------------------- lazy snapshots
 
 
+GROUP: Final = 64  # pieces joined into one string at a time
+
+
 @final
 class Pieces:
-    """The pieces of one block as a deriver saw them, with a cached join.
+    """The text of one block (text, thinking or tool-input JSON) as it grows.
 
-    Events keep ``(pieces, n)``; the snapshot of an event is the join of the first ``n``
-    pieces. The latest join is cached, so reading every snapshot in order costs one
-    string copy per event, as in the SDK, and reading none costs nothing.
+    Pieces are appended as they arrive; every 64 of them are joined and kept as UTF-8
+    bytes, so a block costs about its UTF-8 size in memory (not an object per delta, nor
+    four bytes per character), and each piece is copied a bounded number of times. A
+    derived event keeps the store and ``end``, the length of the text after its own delta;
+    its snapshot is ``whole()[:end]``, computed only when read. The accumulator and the
+    deriver share one store when they are fused (the default).
     """
 
-    __slots__ = ("start", "items", "_cached", "_cached_n")
+    __slots__ = ("_text", "groups", "tail", "size", "start_size", "_parsed")
+
+    def __init__(self, start: str = "") -> None:
+        self._text = start  # the decoded text of the first len(_text) code points
+        self.groups: list[bytes] = []  # then these, encoded (surrogatepass: lossless)
+        self.tail: list[str] = []  # then these pieces, not yet joined
+        self.size = self.start_size = len(start)  # in code points, as str slicing counts
+        self._parsed: tuple[int, Any] = (-1, None)  # the last partial JSON parse (end, value)
+
+    def add(self, piece: str) -> int:
+        """Append *piece*; return the new size (the ``end`` of its derived event)."""
+        tail = self.tail
+        tail.append(piece)
+        self.size += len(piece)
+        if len(tail) >= GROUP:
+            self.compact()
+        return self.size
+
+    def compact(self) -> None:
+        """Join the pending pieces into one encoded group."""
+        if self.tail:
+            self.groups.append("".join(self.tail).encode("utf-8", "surrogatepass"))
+            self.tail.clear()
+
+    def whole(self) -> str:
+        """Return the whole text so far (kept, so the next call is free)."""
+        if len(self._text) != self.size:
+            self.compact()
+            self._text += b"".join(self.groups).decode("utf-8", "surrogatepass")
+            self.groups.clear()
+        return self._text
+
+    def whole_bytes(self) -> bytes:
+        """Return the whole text so far as UTF-8 (for a JSON parser)."""
+        self.compact()
+        if self._text:
+            return self._text.encode("utf-8", "surrogatepass") + b"".join(self.groups)
+        if len(self.groups) > 1:
+            self.groups[:] = [b"".join(self.groups)]
+        return self.groups[0] if self.groups else b""
+
+    def upto(self, end: int) -> str:
+        """Return the text as it was when its size was *end*."""
+        whole = self.whole()
+        return whole if end == len(whole) else whole[:end]
+
+    def parsed(self, end: int, start: Any) -> Any:
+        """Return the JSON text up to *end* parsed in jiter's partial mode (as the SDK does),
+        or *start* when there is no JSON text yet."""
+        if self._parsed[0] != end:
+            raw = self.whole_bytes() if end == self.size else self.upto(end).encode("utf-8", "surrogatepass")
+            self._parsed = (end, jiter.from_json(raw, partial_mode=True) if raw else start)
+        return self._parsed[1]
+
+
+@final
+class Citations:
+    """The citations of one text block as a deriver saw them."""
+
+    __slots__ = ("start", "items")
 
     def __init__(self, start: Any) -> None:
-        self.start = start  # the value the block started with (text, input, citations)
+        self.start: list[Any] = start if isinstance(start, list) else []
         self.items: list[Any] = []
-        self._cached: Any = start
-        self._cached_n = 0
 
-    def joined(self, n: int) -> str:
-        """Return the block's text after its first *n* pieces."""
-        if n == self._cached_n:
-            return str(self._cached)
-        if n > self._cached_n:
-            text = str(self._cached) + "".join(self.items[self._cached_n : n])
-            self._cached, self._cached_n = text, n
-            return text
-        return str(self.start) + "".join(self.items[:n])
-
-    def parsed_json(self, n: int) -> Any:
-        """Return the tool input after its first *n* JSON pieces, parsed in partial mode."""
-        if n == self._cached_n:
-            return self._cached
-        raw = "".join(self.items[:n]).encode()
-        value = jiter.from_json(raw, partial_mode=True) if raw else self.start
-        self._cached, self._cached_n = value, n
-        return value
-
-    def listed(self, n: int) -> list[Any]:
-        """Return the block's citations after its first *n* citation pieces."""
-        base = self.start if isinstance(self.start, list) else []
-        return [*base, *self.items[:n]]
+    def upto(self, n: int) -> list[Any]:
+        """The block's citations after its first *n* citation deltas (the SDK replaces an
+        empty start list with the first citation, then appends)."""
+        return [*self.start, *self.items[:n]]
 
 
 # ---------------------------------------------------------------------------- derived events
@@ -308,12 +352,12 @@ class TextEvent(Event, frozen=True, tag="text"):
 
     text: str
     _pieces: Pieces
-    _n: int
+    _end: int
 
     @property
     def snapshot(self) -> str:
         """The whole text of the block up to and including this delta."""
-        return self._pieces.joined(self._n)
+        return self._pieces.upto(self._end)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "text", "text": self.text, "snapshot": self.snapshot}
@@ -327,12 +371,13 @@ class InputJsonEvent(Event, frozen=True, tag="input_json"):
 
     partial_json: str
     _pieces: Pieces
-    _n: int
+    _end: int
+    _start: Any = None
 
     @property
     def snapshot(self) -> Any:
         """The tool input parsed so far, in jiter's partial mode (as the SDK does)."""
-        return self._pieces.parsed_json(self._n)
+        return self._pieces.parsed(self._end, self._start)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "input_json", "partial_json": self.partial_json, "snapshot": self.snapshot}
@@ -345,13 +390,13 @@ class CitationEvent(Event, frozen=True, tag="citation"):
     """A citation was added to a text block. ``snapshot`` lists the block's citations."""
 
     citation: dict[str, Any]
-    _pieces: Pieces
+    _citations: Citations
     _n: int
 
     @property
     def snapshot(self) -> list[Any]:
         """Every citation of the block up to and including this one."""
-        return self._pieces.listed(self._n)
+        return self._citations.upto(self._n)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "citation", "citation": dict(self.citation), "snapshot": self.snapshot}
@@ -365,12 +410,12 @@ class ThinkingEvent(Event, frozen=True, tag="thinking"):
 
     thinking: str
     _pieces: Pieces
-    _n: int
+    _end: int
 
     @property
     def snapshot(self) -> str:
         """The whole thinking text of the block up to and including this delta."""
-        return self._pieces.joined(self._n)
+        return self._pieces.upto(self._end)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "thinking", "thinking": self.thinking, "snapshot": self.snapshot}

@@ -86,6 +86,15 @@ def test_bad_arguments_are_one_line() -> None:
     assert "expected a positive integer" in one_line_error(cli("demo", "--streams", "0"), status=2)
 
 
+async def test_serve_fake_port_in_use() -> None:
+    async with FakeServer() as server:
+        result = await anyio.run_process(
+            [sys.executable, "-m", "pipeline", "serve-fake", "--port", str(server.port)], env=ENV, check=False
+        )
+    completed = subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
+    assert "cannot listen on 127.0.0.1:" in one_line_error(completed)
+
+
 def test_run_needs_a_key() -> None:
     assert "no API key" in one_line_error(cli("run", "hello"))
 

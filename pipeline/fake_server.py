@@ -1,0 +1,591 @@
+"""An embedded fake Messages API server: real loopback sockets, HTTP/1.1, chunked SSE bodies.
+
+For the demo, the tests and the benchmarks: no API key, no network. It speaks enough of
+``POST /v1/messages`` (streaming only) to exercise a real client end to end::
+
+    async with FakeServer([Script(status=529, retry_after=0), Script()]) as srv:
+        ...  # POST srv.url + "/v1/messages": first a 529, then a generated stream
+
+Each request is validated like the real API (path, method, key, ``anthropic-version``, body
+fields); only valid requests consume a :class:`Script`. A script answers with an error, or
+streams a body (given, or generated from the prompt) one SSE event per HTTP chunk, optionally
+paced, re-chunked, dripped, cut abruptly or ended by an ``event: error``. While a body streams,
+the server watches the socket, so a client that goes away is noticed at once and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Final, final
+
+import anyio
+import h11
+from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
+
+from .testing import StreamBuilder, chunk_bytes, citations_builder, mixed_builder, text_builder, thinking_builder
+from .testing import tool_builder
+
+__all__ = ["ERROR_EVENT", "FakeServer", "FakeServerStatistics", "ReceivedRequest", "Script", "generate_body",
+           "last_user_text", "split_events", "workload_for"]
+
+ERROR_EVENT: Final = (
+    b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+)
+MESSAGES_PATH: Final = "/v1/messages"
+MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
+_WRITE_BATCH: Final = 16 * 1024  # unpaced chunks are coalesced into socket writes of about this size
+_GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+_EVENT_END: Final = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_ERROR_TYPES: Final = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
+}
+_ERROR_MESSAGES: Final = {
+    "overloaded_error": "Overloaded", "rate_limit_error": "Rate limit exceeded",
+    "api_error": "Internal server error", "not_found_error": "Not Found",
+}
+_WORKLOADS: Final[dict[str, tuple[Callable[[int], StreamBuilder], str]]] = {
+    "tool": (lambda seed: tool_builder(1024, seed), "tool_use"),
+    "thinking": (lambda seed: thinking_builder(100, seed), "end_turn"),
+    "citations": (lambda seed: citations_builder(20, seed), "end_turn"),
+    "mixed": (lambda seed: mixed_builder(30, 256, seed), "tool_use"),
+    "text": (lambda seed: text_builder(200, seed), "end_turn"),
+}
+_KEYWORDS: Final = (("tool", "tool"), ("think", "thinking"), ("cite", "citations"), ("mix", "mixed"))
+
+
+@dataclass(frozen=True)
+class Script:
+    """How to answer one (valid) request.
+
+    Attributes:
+        body: The SSE body; ``None`` generates one from the request (see :func:`generate_body`).
+        status: Non-200: answer with the API's JSON error shape and no stream.
+        error_type: The error type of that answer; by default derived from ``status``.
+        retry_after: ``retry-after`` header (seconds) of an error answer.
+        events_per_second: Pacing: one event per chunk, released on a drift-free schedule.
+        chunk_size: Without pacing, cut the body into chunks of this many bytes.
+        cut_after_events: Close the connection abruptly (no terminating chunk) after this
+            many events.
+        cut_mid_event: With ``cut_after_events``, also send the first half of the next event.
+        error_event_after: After this many events send :data:`ERROR_EVENT` and end the body.
+        drip_bytes: Without pacing, send this many bytes per chunk, ``drip_delay`` apart.
+        drip_delay: Seconds between dripped chunks.
+        request_id: The ``request-id`` header; a generated ``req_...`` id by default.
+    """
+
+    body: bytes | None = None
+    status: int = 200
+    error_type: str | None = None
+    retry_after: float | None = None
+    events_per_second: float | None = None
+    chunk_size: int | None = None
+    cut_after_events: int | None = None
+    cut_mid_event: bool = False
+    error_event_after: int | None = None
+    drip_bytes: int | None = None
+    drip_delay: float = 0.001
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One request as the server received it.
+
+    Attributes:
+        method: The HTTP method, e.g. ``"POST"``.
+        path: The target path without the query string.
+        headers: Header names lower-cased; repeated headers joined with ``", "``.
+        json: The decoded JSON body, or ``None`` when empty or not JSON.
+        content: The raw body bytes.
+        query: The query string (without ``?``), ``""`` if none.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+    content: bytes = b""
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class FakeServerStatistics:
+    """Counters of a :class:`FakeServer`.
+
+    Attributes:
+        requests: Requests received (valid or not).
+        streams_started: 200 answers whose body started.
+        streams_completed: Bodies that ended properly (an ``error_event_after`` body included).
+        streams_cut: Bodies cut on purpose (``cut_after_events``).
+        client_disconnects: Bodies the client abandoned by closing the connection early.
+        errors_sent: JSON error answers plus mid-stream ``event: error`` events.
+        connections: Connections accepted.
+    """
+
+    requests: int = 0
+    streams_started: int = 0
+    streams_completed: int = 0
+    streams_cut: int = 0
+    client_disconnects: int = 0
+    errors_sent: int = 0
+    connections: int = 0
+
+
+# --- bodies ------------------------------------------------------------------------
+
+
+def last_user_text(messages: Any) -> str:
+    """The text of the last ``user`` message (string content or its top-level text blocks)."""
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        blocks = content if isinstance(content, list) else []
+        return " ".join(b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))
+    return ""
+
+
+def workload_for(prompt: str) -> str:
+    """``"tool"``, ``"thinking"``, ``"citations"``, ``"mixed"`` or ``"text"`` for a prompt."""
+    lowered = prompt.lower()
+    return next((name for word, name in _KEYWORDS if word in lowered), "text")
+
+
+def generate_body(model: str, prompt: str, seed: int) -> bytes:
+    """The body the server generates for a prompt; the message's ``model`` is *model*."""
+    factory, stop_reason = _WORKLOADS[workload_for(prompt)]
+    builder = factory(seed)
+    builder.message["model"] = model
+    return builder.build(stop_reason=stop_reason)
+
+
+def split_events(body: bytes) -> list[bytes]:
+    """Split a body after each blank line; the parts concatenate back to *body*."""
+    parts, start = [], 0
+    for match in _EVENT_END.finditer(body):
+        parts.append(body[start:match.end()])
+        start = match.end()
+    if start < len(body):
+        parts.append(body[start:])
+    return parts
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to send for one stream: chunks, the interval between them, how it ends."""
+
+    chunks: list[bytes]
+    interval: float
+    abrupt: bool
+    error_event: bool
+
+
+def _plan(script: Script, body: bytes) -> _Plan:
+    events, abrupt = split_events(body), False
+    if script.error_event_after is not None:
+        events = [*events[:script.error_event_after], ERROR_EVENT]
+    if script.cut_after_events is not None:
+        events, rest, abrupt = events[:script.cut_after_events], events[script.cut_after_events:], True
+        if script.cut_mid_event and rest:
+            events.append(rest[0][:max(1, len(rest[0]) // 2)])
+    error_event = script.error_event_after is not None and ERROR_EVENT in events
+    if script.events_per_second:
+        return _Plan(events, 1.0 / script.events_per_second, abrupt, error_event)
+    data = b"".join(events)
+    if script.drip_bytes:
+        return _Plan(chunk_bytes(data, script.drip_bytes), script.drip_delay, abrupt, error_event)
+    if script.chunk_size:
+        return _Plan(chunk_bytes(data, script.chunk_size), 0.0, abrupt, error_event)
+    return _Plan(events, 0.0, abrupt, error_event)
+
+
+# --- validation --------------------------------------------------------------------
+
+_Problem = tuple[int, str, str]  # status, error type, message
+
+
+def _check_route(request: ReceivedRequest, api_key: str | None) -> _Problem | None:
+    if request.path != MESSAGES_PATH:
+        return 404, "not_found_error", "Not Found"
+    if request.method != "POST":
+        return 405, "invalid_request_error", f"Method Not Allowed: {request.method} {MESSAGES_PATH}; use POST"
+    key = request.headers.get("x-api-key", "")
+    auth = request.headers.get("authorization", "")
+    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if not key and not auth:
+        return 401, "authentication_error", "x-api-key header is required"
+    if api_key is not None and api_key not in (key, bearer):
+        return 401, "authentication_error", "invalid x-api-key"
+    if not request.headers.get("anthropic-version"):
+        return 400, "invalid_request_error", "anthropic-version: header is required"
+    return None
+
+
+def _check_body(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "request body: Input should be a valid JSON object"
+    if "model" not in body:
+        return "model: Field required"
+    if not isinstance(body["model"], str) or not body["model"]:
+        return "model: Input should be a non-empty string"
+    max_tokens = body.get("max_tokens")
+    if "max_tokens" not in body:
+        return "max_tokens: Field required"
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        return "max_tokens: Input should be an integer greater than or equal to 1"
+    if "messages" not in body:
+        return "messages: Field required"
+    if not isinstance(body["messages"], list) or not body["messages"]:
+        return "messages: Input should be a non-empty list"
+    if body.get("stream") is not True:
+        return "stream: this fake server only streams; set stream: true"
+    return None
+
+
+def _validate(request: ReceivedRequest, api_key: str | None) -> _Problem | None:
+    problem = _check_route(request, api_key)
+    if problem is None and request.json is None:
+        problem = 400, "invalid_request_error", "request body: not valid JSON"
+    if problem is None and (message := _check_body(request.json)) is not None:
+        problem = 400, "invalid_request_error", message
+    return problem
+
+
+def _received(event: h11.Request, content: bytes) -> ReceivedRequest:
+    headers: dict[str, str] = {}
+    for name, value in event.headers:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    path, _, query = event.target.decode("latin-1").partition("?")
+    try:
+        body = json.loads(content) if content else None
+    except (ValueError, RecursionError):
+        body = None
+    return ReceivedRequest(event.method.decode("latin-1"), path, headers, body, content, query)
+
+
+def _reason(status: int) -> bytes:
+    if status == 529:
+        return b"Overloaded"
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def _error_json(error_type: str, message: str, request_id: str) -> bytes:
+    error = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+    return json.dumps(error, separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class _Counters:
+    streams_started: int = 0
+    streams_completed: int = 0
+    streams_cut: int = 0
+    client_disconnects: int = 0
+    errors_sent: int = 0
+    connections: int = 0
+
+
+# --- connections -------------------------------------------------------------------
+
+
+@final
+class _Connection:
+    """One client connection: reads requests and answers them, keep-alive included."""
+
+    __slots__ = ("_server", "_stream", "_h11", "_head")
+
+    def __init__(self, server: FakeServer, stream: SocketStream) -> None:
+        self._server = server
+        self._stream = stream
+        self._h11 = h11.Connection(h11.SERVER)
+        self._head = False  # the current request is a HEAD: answers carry no body
+
+    async def run(self) -> None:
+        """Serve requests until either side closes the connection."""
+        with contextlib.suppress(*_GONE):
+            try:
+                while (request := await self._read_request()) is not None:
+                    keep = await self._server._answer(self, *request)
+                    if not keep or self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
+                        return
+                    self._h11.start_next_cycle()
+            except h11.RemoteProtocolError as exc:  # answer a malformed request, then close
+                if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    status = exc.error_status_hint
+                    error_type = _ERROR_TYPES.get(status, "invalid_request_error")
+                    await self.send_error(status, error_type, f"malformed request: {exc}", self._server._request_id())
+
+    async def _read_request(self) -> tuple[h11.Request, bytes] | None:
+        request: h11.Request | None = None
+        content = bytearray()
+        while True:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA:
+                await self._receive()
+            elif isinstance(event, h11.Request):
+                request, self._head = event, event.method == b"HEAD"
+            elif isinstance(event, h11.Data):
+                content += event.data
+                if len(content) > MAX_REQUEST_BYTES:
+                    raise h11.RemoteProtocolError("request body too large", 413)
+            elif isinstance(event, h11.EndOfMessage) and request is not None:
+                return request, bytes(content)
+            else:  # ConnectionClosed
+                return None
+
+    async def _receive(self) -> None:
+        if self._h11.they_are_waiting_for_100_continue:
+            await self._send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        try:
+            data = await self._stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            data = b""
+        self._h11.receive_data(data)
+
+    async def _send(self, event: h11.Event) -> None:
+        data = self._h11.send(event)
+        if data:
+            await self._stream.send(data)
+
+    async def send_error(
+        self, status: int, error_type: str, message: str, request_id: str, retry_after: float | None = None
+    ) -> None:
+        """Answer with the API's JSON error shape."""
+        body = _error_json(error_type, message, request_id)
+        headers = [("content-type", "application/json"), ("content-length", str(len(body))),
+                   ("request-id", request_id)]
+        if retry_after is not None:
+            headers.append(("retry-after", f"{retry_after:g}"))
+        if status == 405:
+            headers.append(("allow", "POST"))
+        events = [h11.Response(status_code=status, headers=headers, reason=_reason(status)),
+                  *([] if self._head else [h11.Data(data=body)]), h11.EndOfMessage()]
+        await self._stream.send(b"".join(self._h11.send(event) or b"" for event in events))
+        self._server._stats.errors_sent += 1
+
+    async def stream(self, plan: _Plan, request_id: str) -> bool:
+        """Stream a body as planned; return whether the connection may serve another request."""
+        self._server._stats.streams_started += 1
+        headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache"),
+                   ("request-id", request_id), ("transfer-encoding", "chunked")]
+        head = h11.Response(status_code=200, headers=headers, reason=b"OK")
+        if not await self._send_watched(head, plan):
+            self._server._client_disconnected()
+            return False
+        if plan.abrupt:  # no terminating chunk: the client sees an incomplete body
+            await self._stream.aclose()
+            return False
+        return True
+
+    async def _send_watched(self, head: h11.Response, plan: _Plan) -> bool:
+        """Send the head and the body while watching for the client going away.
+
+        Returns:
+            Whether everything was written; ``False`` if the client went away first.
+        """
+        sent = False
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch, tg.cancel_scope)
+            with contextlib.suppress(*_GONE):
+                await self._send_chunks(head, plan)
+                sent = True
+                self._count_sent(plan)  # before any checkpoint: the client may have it all
+            tg.cancel_scope.cancel()
+        return sent
+
+    async def _send_chunks(self, head: h11.Response, plan: _Plan) -> None:
+        # Paced or dripped chunks are written one by one on a schedule (so that pacing does
+        # not drift); otherwise they are coalesced into socket writes of about _WRITE_BATCH.
+        # The terminating chunk goes out with the last chunk, so a complete body is one that
+        # was written before the client could react to its last event.
+        buffer = bytearray(self._h11.send(head) or b"")
+        start, last = anyio.current_time(), len(plan.chunks) - 1
+        for i, chunk in enumerate(plan.chunks):
+            if plan.interval and i:
+                await anyio.sleep(max(0.0, start + i * plan.interval - anyio.current_time()))
+            buffer += self._h11.send(h11.Data(data=chunk)) or b""
+            if (plan.interval or len(buffer) >= _WRITE_BATCH) and i < last:
+                await self._stream.send(bytes(buffer))
+                buffer.clear()
+        if not plan.abrupt:
+            buffer += self._h11.send(h11.EndOfMessage()) or b""
+        await self._stream.send(bytes(buffer))
+
+    def _count_sent(self, plan: _Plan) -> None:
+        stats = self._server._stats
+        stats.errors_sent += int(plan.error_event)
+        if plan.abrupt:
+            stats.streams_cut += 1
+        else:
+            stats.streams_completed += 1
+
+    async def _watch(self, scope: anyio.CancelScope) -> None:
+        # Bytes of a pipelined next request are kept by h11 for the next cycle.
+        with contextlib.suppress(*_GONE):
+            while True:
+                self._h11.receive_data(await self._stream.receive())
+        scope.cancel()
+
+
+# --- the server --------------------------------------------------------------------
+
+
+@final
+class FakeServer:
+    """A loopback fake of the streaming Messages API (``POST /v1/messages``).
+
+    Args:
+        scripts: A sequence is consumed one per valid request (the last one repeats); a
+            callable is asked per valid request; ``None`` always answers ``Script()``.
+        host: The interface to bind (loopback by default).
+        port: The port (0: any free port).
+        api_key: When set, requests must carry exactly this ``x-api-key`` (or
+            ``authorization: Bearer KEY``); otherwise any non-empty key or auth header.
+        seed: Generated bodies are seeded by ``seed`` plus the number of the valid request
+            (0-based), so runs are deterministic.
+
+    Attributes:
+        requests: Every request received, valid or not, in order.
+    """
+
+    def __init__(
+        self,
+        scripts: Sequence[Script] | Callable[[ReceivedRequest], Script] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self._scripts = scripts if scripts is None or callable(scripts) else tuple(scripts)
+        self._host, self._port, self._api_key, self._seed = host, port, api_key, seed
+        self._ids = random.Random(seed)
+        self._url: str | None = None
+        self._tg: TaskGroup | None = None
+        self._stats = _Counters()
+        self._scripted = 0
+        self._changed: anyio.Event | None = None
+        self.requests: list[ReceivedRequest] = []
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` once serving."""
+        if self._url is None:
+            raise RuntimeError("the server is not serving: use `async with FakeServer()` or serve()")
+        return self._url
+
+    @property
+    def port(self) -> int:
+        """The bound port once serving."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    async def __aenter__(self) -> FakeServer:
+        if self._tg is not None:
+            raise RuntimeError("a FakeServer can be entered only once at a time")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self.serve)
+        except BaseException:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        self._tg = tg
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        tg.cancel_scope.cancel()
+        await tg.__aexit__(None, None, None)  # the caller's own exception propagates as is
+
+    async def serve(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled (for ``sse-pipeline serve-fake``).
+
+        Args:
+            task_status: Receives the URL, ``http://HOST:PORT``, once listening.
+
+        Raises:
+            OSError: The address could not be bound.
+        """
+        listener = await anyio.create_tcp_listener(local_host=self._host, local_port=self._port)
+        async with listener, anyio.create_task_group() as tg:
+            address = listener.extra(SocketAttribute.local_address)
+            assert isinstance(address, tuple)
+            host = f"[{address[0]}]" if ":" in address[0] else address[0]
+            self._url = f"http://{host}:{address[1]}"
+            task_status.started(self._url)
+            await listener.serve(self._handle, task_group=tg)
+
+    def statistics(self) -> FakeServerStatistics:
+        """A snapshot of the counters."""
+        return FakeServerStatistics(len(self.requests), **asdict(self._stats))
+
+    async def wait_client_disconnect(self, n: int = 1) -> None:
+        """Wait until at least *n* client disconnects mid-body were observed."""
+        while self._stats.client_disconnects < n:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+
+    # ------------------------------------------------------------------ internals
+
+    def _client_disconnected(self) -> None:
+        self._stats.client_disconnects += 1
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    def _request_id(self, given: str | None = None) -> str:
+        return given or "req_011" + "".join(self._ids.choices(string.ascii_letters + string.digits, k=21))
+
+    async def _handle(self, stream: SocketStream) -> None:
+        self._stats.connections += 1
+        async with stream:
+            await _Connection(self, stream).run()
+
+    def _next_script(self, request: ReceivedRequest) -> tuple[Script, int]:
+        number, self._scripted = self._scripted, self._scripted + 1
+        if self._scripts is None:
+            return Script(), number
+        if callable(self._scripts):
+            return self._scripts(request), number
+        return (self._scripts[min(number, len(self._scripts) - 1)] if self._scripts else Script()), number
+
+    async def _answer(self, conn: _Connection, event: h11.Request, content: bytes) -> bool:
+        request = _received(event, content)
+        self.requests.append(request)
+        problem = _validate(request, self._api_key)
+        if problem is not None:
+            await conn.send_error(*problem, self._request_id())
+            return True
+        script, number = self._next_script(request)
+        request_id = self._request_id(script.request_id)
+        if script.status != 200:
+            default = "api_error" if script.status >= 500 else "invalid_request_error"
+            error_type = script.error_type or _ERROR_TYPES.get(script.status, default)
+            message = _ERROR_MESSAGES.get(error_type, error_type.replace("_", " "))
+            await conn.send_error(script.status, error_type, message, request_id, script.retry_after)
+            return True
+        body = script.body
+        if body is None:
+            prompt = last_user_text(request.json["messages"])
+            body = generate_body(request.json["model"], prompt, self._seed + number)
+        return await conn.stream(_plan(script, body), request_id)
