@@ -79,5 +79,7 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
             der_into(folded, out)
             if kind is ContentBlockStartEvent:
                 der.share(event.index, acc_blocks[event.index].pieces)
+        if events:
+            acc._last = events[-1]  # what acc_into records, for IncompleteStreamError
 
     return process_into

@@ -197,6 +197,8 @@ class Accumulator:
 
     def _bad_delta(self, event: ContentBlockDeltaEvent) -> None:
         self._require_start("content_block_delta")
+        if self._final is not None:
+            raise self._protocol("content_block_delta", "after message_stop")
         index = event.index
         if 0 <= index < len(self._blocks):
             raise self._protocol("content_block_delta", f"for block {index} after its content_block_stop")
@@ -276,8 +278,14 @@ class Accumulator:
 
     def _finish(self) -> Message:
         assert self._message is not None
-        content = [b.done or b.build(partial=False) for b in self._blocks]
-        self._final = Message(self._message, content)
+        try:
+            for block in self._blocks:  # a block that never stopped ends with the message
+                if block.done is None:
+                    block.done = block.build(partial=False)
+        except ToolInputError as exc:
+            exc.partial_message = self.snapshot()
+            raise
+        self._final = Message(self._message, [b.done for b in self._blocks if b.done is not None])
         return self._final
 
     def flush(self) -> list[Any]:

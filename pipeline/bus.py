@@ -48,6 +48,7 @@ from .events import (
     MessageDeltaEvent,
     MessageStartEvent,
     MessageStopEvent,
+    PingEvent,
     SignatureEvent,
     TextEvent,
     ThinkingEvent,
@@ -73,6 +74,7 @@ _ALL: Final = (
     CitationEvent,
     ThinkingEvent,
     SignatureEvent,
+    PingEvent,
     UnknownEvent,
 )
 # callback name -> (event types, how to call it with the event)

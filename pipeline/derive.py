@@ -2,7 +2,8 @@
 
 After every ``content_block_delta`` we add the event the SDK adds: ``text``,
 ``input_json``, ``citation``, ``thinking`` or ``signature``, but only when the delta fits
-the block's type, as the SDK does. ``ping`` is dropped; everything else passes through.
+the block's type, as the SDK does. Everything else passes through (the parser already
+skipped the frames named ``ping``, as the SDK does).
 
 Each derived event holds a reference to its block's :class:`~pipeline.events.Pieces` and
 the size of the text after its delta, so its ``snapshot`` is computed only if someone reads
@@ -22,7 +23,6 @@ from .events import (
     ContentBlockStartEvent,
     InputJSONDelta,
     InputJsonEvent,
-    PingEvent,
     Pieces,
     SignatureDelta,
     SignatureEvent,
@@ -86,8 +86,6 @@ class Deriver:
                 elif dkind is SignatureDelta:
                     if bkind == _THINKING:
                         append(SignatureEvent(signature=delta.signature))
-            elif kind is PingEvent:
-                continue
             else:
                 if kind is ContentBlockStartEvent:
                     self._start(event)

@@ -181,7 +181,8 @@ class APIError(PipelineError):
         message: The API's error message.
         status_code: The HTTP status of an error answer; ``None`` for an error event.
         request_id: The ``request-id`` header, when known.
-        body: The decoded error body (or the raw text when it was not JSON).
+        body: The decoded error body (the raw text when an HTTP answer was not JSON; for an
+            error event whose data was not the API's shape, an API-shaped body quoting it).
         partial_message: The message accumulated before an error event, if any.
     """
 

@@ -321,10 +321,22 @@ class Pieces:
 
     def parsed(self, end: int, start: Any) -> Any:
         """Return the JSON text up to *end* parsed in jiter's partial mode (as the SDK does),
-        or *start* when there is no JSON text yet."""
+        or *start* when there is no JSON text yet.
+
+        Best effort: a prefix that cannot be parsed (malformed JSON, or a leading space)
+        gives the last value that could be, never an error. Invalid input fails the stream
+        at its ``content_block_stop`` with :class:`~pipeline.errors.ToolInputError`.
+        """
         if self._parsed[0] != end:
             raw = self.whole_bytes() if end == self.size else self.upto(end).encode("utf-8", "surrogatepass")
-            self._parsed = (end, jiter.from_json(raw, partial_mode=True) if raw else start)
+            value = start
+            if raw:
+                try:
+                    value = jiter.from_json(raw, partial_mode=True)
+                except ValueError:
+                    good_end, good = self._parsed
+                    value = good if 0 <= good_end < end else start
+            self._parsed = (end, value)
         return self._parsed[1]
 
 
@@ -465,6 +477,7 @@ DerivedEvent = Union[
     CitationEvent,
     ThinkingEvent,
     SignatureEvent,
+    PingEvent,
     UnknownEvent,
 ]
 """What the ``derive`` stage emits, and what subscribers and ``async for`` see."""

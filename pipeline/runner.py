@@ -161,6 +161,7 @@ class MessageStream:
         self._receive: MemoryObjectReceiveStream[list[Any]] | None = None
         self._upstream_error: BaseException | None = None
         self._error: BaseException | None = None
+        self._pending: BaseException | None = None  # an error to raise after the batch before it
         self._finished = False
         self._ended = False
         self._buffer: list[Any] = []
@@ -327,6 +328,8 @@ class MessageStream:
         plan = self._plan
         if plan is None:
             raise RuntimeError("use the stream inside `async with`")
+        if self._pending is not None:  # the batch before it was handed out first
+            await self._fail(self._pending)
         while not self._finished:
             try:
                 if self._source_iter is not None:
@@ -346,7 +349,9 @@ class MessageStream:
             if out:
                 await self._publish(out)
             if error is not None:
-                await self._fail(error)
+                if not out:
+                    await self._fail(error)
+                self._pending = error  # raised by the next call, once `out` was consumed
             if out:
                 return out
         return None
@@ -403,13 +408,20 @@ class MessageStream:
         if out:
             await self._publish(out)
         if error is not None:
-            await self._fail(error)
+            if not out:
+                await self._fail(error)
+            self._pending = error
+            return out
         self._finished = True
         self._bus.close()
         await self._close_source()
         return out or None
 
     async def _fail(self, error: BaseException) -> Any:
+        self._pending = None
+        if isinstance(error, PipelineError) and error.partial_message is None and self._plan is not None:
+            acc = self._plan.accumulator
+            error.partial_message = acc.snapshot() if acc is not None else None
         self._error = error
         self._finished = True
         self._bus.close()

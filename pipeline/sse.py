@@ -19,6 +19,8 @@ from typing import Final, final
 
 import msgspec
 
+from .errors import FramingError
+
 __all__ = ["SSEDecoder", "SSEFrame"]
 
 _BOM: Final = b"\xef\xbb\xbf"
@@ -50,9 +52,35 @@ class SSEDecoder:
     the stream. A partial event at the end of the stream is dropped, as the standard says.
     """
 
-    __slots__ = ("_tail", "_skip_lf", "_started", "idle", "_event", "_data", "_id", "_retry", "_names")
+    __slots__ = (
+        "_tail",
+        "_skip_lf",
+        "_started",
+        "idle",
+        "_event",
+        "_data",
+        "_id",
+        "_retry",
+        "_names",
+        "_named_empty",
+        "_max_size",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, dispatch_named_empty: bool = False, max_event_size: int = 64 * 1024 * 1024) -> None:
+        """Make a decoder.
+
+        Args:
+            dispatch_named_empty: Also dispatch an event that has an ``event`` field but no
+                data (with ``data=b""``), where the standard drops it. The official SDK
+                does this, so that a bare ``event: error`` is not lost.
+            max_event_size: The most bytes an unfinished line or event may hold; more is a
+                :class:`~pipeline.errors.FramingError` (an upstream that never ends a line
+                must not take all memory). When unsure, keep the default (64 MiB).
+        """
+        if max_event_size < 1:
+            raise ValueError(f"max_event_size must be >= 1, got {max_event_size}")
+        self._named_empty = dispatch_named_empty
+        self._max_size = max_event_size
         self._tail = b""  # an unterminated last line, carried to the next chunk
         self._skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
         self._started = False  # the BOM check is done
@@ -89,9 +117,15 @@ class SSEDecoder:
         end = buf.rfind(b"\n")
         if end < 0:
             self._tail = buf
+            if len(buf) > self._max_size:
+                self._tail = b""
+                raise FramingError(f"a line exceeds max_event_size ({self._max_size} bytes)")
             return []
         self._tail = tail = buf[end + 1 :]
         out = self._lines(buf[:end].split(b"\n"))
+        if len(tail) > self._max_size or (self._data is not None and len(self._data) > self._max_size):
+            self._tail, self._data = b"", None
+            raise FramingError(f"an event exceeds max_event_size ({self._max_size} bytes)")
         self.idle = not tail and not self._skip_lf and self._event is None and self._data is None
         return out
 
@@ -115,6 +149,8 @@ class SSEDecoder:
             if not line:
                 if data is not None:
                     out.append(SSEFrame(self._name(event) if event else None, data, self._id, self._retry))
+                elif event and self._named_empty:
+                    out.append(SSEFrame(self._name(event), b"", self._id, self._retry))
                 event = data = None
             elif line.startswith(b"data: "):
                 data = line[6:] if data is None else data + b"\n" + line[6:]

@@ -6,8 +6,9 @@ becomes :class:`~pipeline.events.UnknownEvent` / :class:`~pipeline.events.Unknow
 (the API adds types often, and a new one must never break a stream); anything else is a
 :class:`~pipeline.errors.DecodeError` naming the event and quoting the payload.
 
-As in the official SDK, frames without an ``event:`` name and frames with empty data are
-skipped, and an ``event: error`` always becomes an :class:`~pipeline.events.ErrorEvent`.
+As in the official SDK, frames named ``ping``, frames without a name and frames with empty
+data are skipped, an ``event: error`` always becomes an :class:`~pipeline.events.ErrorEvent`,
+and every other frame is decoded by its data's ``type``, whatever its name.
 """
 
 from __future__ import annotations
@@ -29,43 +30,53 @@ from ..events import (
 )
 from ..sse import SSEDecoder, SSEFrame
 
-__all__ = ["AnthropicParser", "decode_frame"]
+__all__ = ["AnthropicParser", "decode_data", "decode_frame", "error_event"]
 
 _decode_wire: Final = msgspec.json.Decoder(WireEvent).decode
 _decode_any: Final = msgspec.json.Decoder().decode
 
 
+_BAD_DATA: Final = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+
+
 def decode_frame(frame: SSEFrame) -> RawEvent | None:
-    """Decode one SSE frame into a raw event, or ``None`` for a frame the API would skip.
+    """Decode one SSE frame into a raw event, or ``None`` for a frame the SDK would skip.
+
+    Like the SDK: a frame named ``ping`` or without a name is skipped whatever its data, an
+    ``event: error`` always becomes an :class:`~pipeline.events.ErrorEvent` (even without
+    data), a frame with empty data is skipped, and any other frame is decoded by its data's
+    ``type``, whatever its name.
 
     Raises:
-        DecodeError: The data is not JSON, or not the shape its ``type`` promises.
+        DecodeError: The data is not UTF-8 JSON, or not the shape its ``type`` promises.
     """
-    if frame.event is None or not frame.data:
-        if frame.event == "error":
-            return _error_event(frame)
+    name = frame.event
+    if name is None or name == "ping":
         return None
+    if name == "error":
+        return error_event(frame.data)
+    if not frame.data:
+        return None
+    return decode_data(name, frame.data)
+
+
+def decode_data(name: str | bytes, data: bytes) -> RawEvent:
+    """Decode the non-empty *data* of an event named *name* (not ``ping`` or ``error``)."""
     try:
-        event: RawEvent = _decode_wire(frame.data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        return _decode_slow(frame, exc)
-    if frame.event == "error" and type(event) is not ErrorEvent:
-        return _error_event(frame)
+        event: RawEvent = _decode_wire(data)
+    except _BAD_DATA as exc:
+        return _decode_slow(name if isinstance(name, str) else name.decode("utf-8", "replace"), data, exc)
     return event
 
 
-def _decode_slow(frame: SSEFrame, exc: Exception) -> RawEvent:
+def _decode_slow(name: str, data: bytes, exc: Exception) -> RawEvent:
     try:
-        payload = _decode_any(frame.data)
-    except msgspec.DecodeError as bad_json:
-        if frame.event == "error":
-            return _error_event(frame)
-        raise DecodeError(frame.event, frame.data, str(bad_json)) from bad_json
-    if frame.event == "error":
-        return _error_event(frame, payload)
+        payload = _decode_any(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as bad_json:
+        raise DecodeError(name, data, str(bad_json)) from bad_json
     kind = payload.get("type") if isinstance(payload, dict) else None
     if not isinstance(kind, str):
-        raise DecodeError(frame.event, frame.data, "expected an object with a string `type`") from exc
+        raise DecodeError(name, data, "expected an object with a string `type`") from exc
     if kind not in KNOWN_EVENT_TYPES:
         return UnknownEvent(kind, payload)
     delta = payload.get("delta")
@@ -78,14 +89,19 @@ def _decode_slow(frame: SSEFrame, exc: Exception) -> RawEvent:
         and delta["type"] not in KNOWN_DELTA_TYPES
     ):
         return ContentBlockDeltaEvent(index=index, delta=UnknownDelta(delta["type"], delta))
-    raise DecodeError(frame.event, frame.data, str(exc)) from exc
+    raise DecodeError(name, data, str(exc)) from exc
 
 
-def _error_event(frame: SSEFrame, payload: Any = None) -> ErrorEvent:
-    # An `event: error` whose data is not the API's error shape still fails the stream.
+def error_event(data: bytes) -> ErrorEvent:
+    """Build the event of an ``event: error`` frame, whatever its data: an error event that
+    is not the API's error shape still fails the stream."""
+    try:
+        payload = _decode_any(data) if data else None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        payload = None
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         return ErrorEvent(error=payload["error"])
-    text = frame.data.decode("utf-8", "replace")
+    text = data.decode("utf-8", "replace")
     return ErrorEvent(error={"type": "api_error", "message": text or "error event without data"})
 
 
@@ -98,7 +114,8 @@ class AnthropicParser:
     name = "parse"
 
     def __init__(self) -> None:
-        self._sse = SSEDecoder()
+        # named events without data are dispatched, so that a bare `event: error` fails
+        self._sse = SSEDecoder(dispatch_named_empty=True)
 
     def process(self, chunk: bytes) -> list[RawEvent]:
         """Frame and decode *chunk*; return the raw events it completes."""
@@ -126,31 +143,21 @@ class AnthropicParser:
                     and lines[1].startswith(b"data: ")
                     and chunk.find(b"\r") < 0
                 ):
-                    data = lines[1][6:]
-                    if data:
+                    name, data = lines[0], lines[1][6:]
+                    if name == b"event: error":
+                        append(error_event(data))
+                    elif name == b"event: ping" or not data:
+                        pass
+                    else:
                         try:
-                            event = _decode_wire(data)
-                        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                            event = _decode_slow(SSEFrame(lines[0][7:].decode(errors="replace"), data), exc)
-                        if lines[0] == b"event: error" and type(event) is not ErrorEvent:
-                            event = _error_event(SSEFrame("error", data))
-                        append(event)
-                    elif lines[0] == b"event: error":
-                        append(_error_event(SSEFrame("error", data)))
+                            append(_decode_wire(data))
+                        except _BAD_DATA as exc:
+                            append(_decode_slow(name[7:].decode("utf-8", "replace"), data, exc))
                     continue
             for frame in sse.process(chunk):
-                if frame.event is not None and frame.data:
-                    try:
-                        event = _decode_wire(frame.data)
-                    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                        event = _decode_slow(frame, exc)
-                    if frame.event == "error" and type(event) is not ErrorEvent:
-                        event = _error_event(frame)
+                event = decode_frame(frame)
+                if event is not None:
                     append(event)
-                else:
-                    late = decode_frame(frame)
-                    if late is not None:
-                        append(late)
 
     def flush(self) -> list[RawEvent]:
         """End of input: a partial event is dropped, as the SSE standard says."""

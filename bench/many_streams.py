@@ -1,0 +1,219 @@
+"""K concurrent paced streams in one asyncio event loop (one core), ours vs the SDK.
+
+Each stream is ``text:200`` (200 text deltas, 206 SSE events) sent one event per chunk by a
+paced async generator: event *i* of stream *k* is scheduled at ``start[k] + i / RATE`` and
+the generator sleeps until then. Stream starts are spread evenly over ``SPREAD`` seconds.
+A sync ``on_text`` subscriber (ours) or the ``async for`` loop (SDK, ``event.type == "text"``)
+records ``time.perf_counter() - scheduled`` for every text delta, the schedule coming from a
+side table (``start[k]`` + the offset of delta *j*). Each cell runs in a fresh subprocess:
+CPU is ``time.process_time()``, and RSS per stream is (``VmHWM`` after - ``VmRSS`` before) / K,
+the latency table and schedule being allocated before the baseline is read.
+
+A cell is *saturated* when cpu/wall >= 0.95 or p99 latency > 50 ms.
+
+Child usage: ``python bench/many_streams.py CONTENDER K`` (prints one JSON line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import gc
+import json
+import math
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import msgspec
+
+__all__ = ["DELTAS", "RATE", "SPREAD", "run_many", "saturated"]
+
+HERE = Path(__file__).resolve().parent
+DELTAS = 200
+RATE = 50.0  # events per second per stream
+SPREAD = 1.0  # seconds over which the streams start
+SATURATED_CPU = 0.95
+SATURATED_P99 = 0.050
+
+
+def saturated(row: dict[str, Any]) -> bool:
+    """Whether a measured cell saturated one core (cpu/wall or p99 latency)."""
+    return bool(row.get("cpu_wall") is not None and (row["cpu_wall"] >= SATURATED_CPU or row["p99_s"] > SATURATED_P99))
+
+
+async def _paced(data: Sequence[bytes], start: float, offsets: Sequence[float]) -> AsyncIterator[bytes]:
+    perf = time.perf_counter
+    for chunk, offset in zip(data, offsets, strict=True):
+        delay = start + offset - perf()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield chunk
+
+
+class _Latency:
+    """Sync ``on_text`` subscriber: writes each delta's due->seen latency into the table."""
+
+    __slots__ = ("base", "j", "lat", "offsets", "start")
+
+    def __init__(self, lat: array.array[float], base: int, start: float, offsets: Sequence[float]) -> None:
+        self.lat, self.base, self.start, self.offsets, self.j = lat, base, start, offsets, 0
+
+    def on_text(self, event: object) -> None:
+        j = self.j
+        self.lat[self.base + j] = time.perf_counter() - (self.start + self.offsets[j])
+        self.j = j + 1
+
+
+async def _child(contender: str, k: int) -> dict[str, Any]:
+    from contenders import SdkClient, run_ours
+    from memory import reset_peak, status_kib
+    from workloads import chunks, make
+
+    import pipeline
+
+    w = make(f"text:{DELTAS}")
+    data = chunks(w.body, "live")
+    want = w.expected["content"][0]["text"]
+    offsets = [i / RATE for i in range(len(data))]
+    text_offsets = [offsets[i] for i, c in enumerate(data) if b'"text_delta"' in c]
+    assert len(text_offsets) == DELTAS
+    sdk = SdkClient() if contender == "sdk" else None
+    decode = msgspec.json.Decoder().decode
+    for _ in range(3):  # warm-up, unpaced
+        if contender != "floor":
+            await (sdk.run(data) if sdk is not None else run_ours(data))
+    lat = array.array("d", [math.nan]) * (k * DELTAS)
+    starts = array.array("d", [0.0]) * k
+    good = [0]
+
+    async def ours(i: int) -> None:
+        await asyncio.sleep(max(0.0, starts[i] - time.perf_counter()))
+        sub = _Latency(lat, i * DELTAS, starts[i], text_offsets)
+        async with pipeline.open_stream(_paced(data, starts[i], offsets), subscribers=[sub]) as stream:
+            message = await stream.get_final_message()
+        block = message.content[0]
+        good[0] += sub.j == DELTAS and isinstance(block, pipeline.TextBlock) and block.text == want
+
+    async def theirs(i: int) -> None:
+        assert sdk is not None
+        await asyncio.sleep(max(0.0, starts[i] - time.perf_counter()))
+        key, base, start, j = str(i), i * DELTAS, starts[i], 0
+        sdk.sources[key] = lambda: _paced(data, start, offsets)
+        async with sdk.stream(key) as stream:
+            async for event in stream:
+                if event.type == "text":
+                    lat[base + j] = time.perf_counter() - (start + text_offsets[j])
+                    j += 1
+            message = await stream.get_final_message()
+        good[0] += j == DELTAS and message.content[0].text == want
+
+    async def floor(i: int) -> None:
+        await asyncio.sleep(max(0.0, starts[i] - time.perf_counter()))
+        base, start, j, buf = i * DELTAS, starts[i], 0, b""
+        async for chunk in _paced(data, start, offsets):
+            buf += chunk
+            cut = buf.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            for line in buf[:cut].split(b"\n"):
+                if line[:5] == b"data:":
+                    obj = decode(line[5:])
+                    if obj["type"] == "content_block_delta" and obj["delta"]["type"] == "text_delta":
+                        lat[base + j] = time.perf_counter() - (start + text_offsets[j])
+                        j += 1
+            buf = buf[cut + 2 :]
+        good[0] += j == DELTAS
+
+    one = {"ours": ours, "sdk": theirs, "floor": floor}[contender]
+    gc.collect()
+    reset = reset_peak()
+    rss0 = status_kib("VmRSS")
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(k):
+        starts[i] = t0 + 0.05 + SPREAD * i / k
+    async with asyncio.TaskGroup() as tg:
+        for i in range(k):
+            tg.create_task(one(i))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    peak = status_kib("VmHWM")
+    values = sorted(x for x in lat if not math.isnan(x))
+    events = k * w.wire_events
+
+    def pct(q: float) -> float:
+        return values[min(len(values) - 1, int(q * (len(values) - 1)))] if values else math.nan
+
+    return {
+        "contender": contender,
+        "k": k,
+        "events": events,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_wall": cpu / wall,
+        "cpu_us_per_event": cpu / events * 1e6,
+        "p50_s": pct(0.5),
+        "p99_s": pct(0.99),
+        "max_s": pct(1.0),
+        "rss_per_stream_kib": (peak - rss0) / k,
+        "peak_reset": reset,
+        "skipped": "",
+        "correctness": "ok" if good[0] == k and len(values) == k * DELTAS else f"FAIL: {good[0]}/{k} streams complete",
+    }
+
+
+def run_many(
+    ks: list[int], contenders: list[str], *, sdk_max_k: int, parallel: bool = False, timeout: float = 900
+) -> list[dict[str, Any]]:
+    """Run every (contender, K) cell in a fresh subprocess, K ascending; one row per cell.
+
+    Sequentially, the SDK is skipped above ``sdk_max_k`` once it has saturated at a smaller K.
+    With *parallel* (``--quick``: correctness only), every cell runs at once.
+    """
+    from memory import run_children
+
+    rows: list[dict[str, Any]] = []
+    for contender in contenders:
+        saturated_at: int | None = None
+        for k in sorted(ks):
+            row: dict[str, Any] = {"contender": contender, "k": k, "skipped": "", "correctness": ""}
+            rows.append(row)
+            if contender == "sdk" and k > sdk_max_k and saturated_at is not None:
+                row["skipped"] = f"skipped (saturated at K={saturated_at})"
+            elif not parallel:
+                _finish(row, *run_children([_command(contender, k)], parallel=False, timeout=timeout)[0])
+                if saturated_at is None and saturated(row):
+                    saturated_at = k
+    if parallel:
+        todo = [row for row in rows if not row["skipped"]]
+        results = run_children([_command(r["contender"], r["k"]) for r in todo], parallel=True, timeout=timeout)
+        for row, (result, error) in zip(todo, results, strict=True):
+            _finish(row, result, error)
+    return rows
+
+
+def _command(contender: str, k: int) -> list[str]:
+    return [str(HERE / "many_streams.py"), contender, str(k)]
+
+
+def _finish(row: dict[str, Any], result: dict[str, Any] | None, error: str) -> None:
+    if result is None:
+        row["correctness"] = error
+    else:
+        row.update(result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("contender", choices=["ours", "sdk", "floor"])
+    parser.add_argument("k", type=int)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(_child(args.contender, args.k))))
+
+
+if __name__ == "__main__":
+    main()
