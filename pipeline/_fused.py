@@ -64,15 +64,11 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
                                 pieces.compact()
                             append(event)
                             if dkind is TextDelta:
-                                append(TextEvent(text=piece, _pieces=pieces, _end=pieces.size))
+                                append(TextEvent(piece, pieces, pieces.size))
                             elif dkind is ThinkingDelta:
-                                append(ThinkingEvent(thinking=piece, _pieces=pieces, _end=pieces.size))
+                                append(ThinkingEvent(piece, pieces, pieces.size))
                             else:
-                                append(
-                                    InputJsonEvent(
-                                        partial_json=piece, _pieces=pieces, _end=pieces.size, _start=derived[3]
-                                    )
-                                )
+                                append(InputJsonEvent(piece, pieces, pieces.size, derived[3]))
                             continue
             folded: list[Any] = []
             acc_into([event], folded)

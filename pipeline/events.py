@@ -359,7 +359,7 @@ class Citations:
 # ---------------------------------------------------------------------------- derived events
 
 
-class TextEvent(Event, frozen=True, tag="text"):
+class TextEvent(Event, frozen=True, kw_only=False, tag="text"):
     """Text was added to a text block. ``snapshot`` is the block's text so far (lazy)."""
 
     text: str
@@ -378,7 +378,7 @@ class TextEvent(Event, frozen=True, tag="text"):
         return f"TextEvent(text={self.text!r})"
 
 
-class InputJsonEvent(Event, frozen=True, tag="input_json"):
+class InputJsonEvent(Event, frozen=True, kw_only=False, tag="input_json"):
     """A piece of tool input JSON arrived. ``snapshot`` is the partial input (lazy)."""
 
     partial_json: str
@@ -398,7 +398,7 @@ class InputJsonEvent(Event, frozen=True, tag="input_json"):
         return f"InputJsonEvent(partial_json={self.partial_json!r})"
 
 
-class CitationEvent(Event, frozen=True, tag="citation"):
+class CitationEvent(Event, frozen=True, kw_only=False, tag="citation"):
     """A citation was added to a text block. ``snapshot`` lists the block's citations."""
 
     citation: dict[str, Any]
@@ -417,7 +417,7 @@ class CitationEvent(Event, frozen=True, tag="citation"):
         return f"CitationEvent(citation={self.citation!r})"
 
 
-class ThinkingEvent(Event, frozen=True, tag="thinking"):
+class ThinkingEvent(Event, frozen=True, kw_only=False, tag="thinking"):
     """Thinking text was added. ``snapshot`` is the block's thinking so far (lazy)."""
 
     thinking: str

@@ -276,7 +276,7 @@ class Island:
     through the stages after it, and the error is returned beside the output.
     """
 
-    __slots__ = ("_steps", "names")
+    __slots__ = ("_steps", "names", "run")
 
     def __init__(self, specs: Sequence[Any]) -> None:
         steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = []
@@ -292,9 +292,14 @@ class Island:
             previous = logic
         self._steps = steps
         self.names = [name for name, _, _ in steps]
+        # run(batch) -> (output, first error or None): every stage over the batch
+        self.run: Callable[[list[Any]], tuple[list[Any], BaseException | None]]
+        if len(steps) == 2:  # the default chain: parse, accumulate+derive
+            self.run = _run_two(steps[0][:2], steps[1][:2])
+        else:
+            self.run = self._run
 
-    def run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
-        """Run every stage over *batch*; return the output and the first error, if any."""
+    def _run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
         error: BaseException | None = None
         for name, into, _ in self._steps:
             out: list[Any] = []
@@ -324,6 +329,34 @@ class Island:
                     error = _wrap(name, exc)
             batch = out
         return batch, error
+
+
+def _run_two(
+    first: tuple[str, _Into], second: tuple[str, _Into]
+) -> Callable[[list[Any]], tuple[list[Any], BaseException | None]]:
+    # Island.run unrolled for two stages: the hot path of the default chain
+    first_name, first_into = first
+    second_name, second_into = second
+
+    def run(batch: list[Any]) -> tuple[list[Any], BaseException | None]:
+        middle: list[Any] = []
+        out: list[Any] = []
+        try:
+            first_into(batch, middle)
+        except Exception as exc:
+            error = _wrap(first_name, exc)
+            try:
+                second_into(middle, out)
+            except Exception:  # the first error is the one reported
+                pass
+            return out, error
+        try:
+            second_into(middle, out)
+        except Exception as exc:
+            return out, _wrap(second_name, exc)
+        return out, None
+
+    return run
 
 
 def _wrap(name: str, exc: Exception) -> BaseException:
