@@ -13,7 +13,7 @@ The public API is re-exported here::
 from __future__ import annotations
 
 from . import errors
-from .bus import Subscription, SubscriberStatistics
+from .bus import SubscriberStatistics, Subscription
 from .client import MessagesClient, RetryPolicy
 from .errors import (
     APIConnectionError,

@@ -31,13 +31,13 @@ from .events import (
     MessageDeltaEvent,
     MessageStartEvent,
     MessageStopEvent,
+    Pieces,
     PingEvent,
     RawContentBlockStopEvent,
     RawMessageStopEvent,
     SignatureDelta,
     TextDelta,
     ThinkingDelta,
-    Pieces,
     UnknownEvent,
 )
 from .message import ContentBlock, Message, block_from_dict, copy_json

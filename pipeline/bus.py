@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Literal, final
+from typing import Any, Final, Literal, final, get_args
 
 import anyio
 import msgspec
@@ -41,18 +41,13 @@ from anyio.abc import TaskGroup
 from .errors import SubscriberError, SubscriberOverflowError
 from .events import (
     CitationEvent,
-    ContentBlockDeltaEvent,
-    ContentBlockStartEvent,
     ContentBlockStopEvent,
+    DerivedEvent,
     InputJsonEvent,
-    MessageDeltaEvent,
-    MessageStartEvent,
     MessageStopEvent,
-    PingEvent,
     SignatureEvent,
     TextEvent,
     ThinkingEvent,
-    UnknownEvent,
 )
 
 __all__ = ["CALLBACKS", "EventBus", "Overflow", "OnFailure", "SubscriberStatistics", "Subscription"]
@@ -62,21 +57,7 @@ OnFailure = Literal["propagate", "isolate"]
 
 _log = structlog.get_logger("pipeline.bus")
 
-_ALL: Final = (
-    MessageStartEvent,
-    MessageDeltaEvent,
-    MessageStopEvent,
-    ContentBlockStartEvent,
-    ContentBlockDeltaEvent,
-    ContentBlockStopEvent,
-    TextEvent,
-    InputJsonEvent,
-    CitationEvent,
-    ThinkingEvent,
-    SignatureEvent,
-    PingEvent,
-    UnknownEvent,
-)
+_ALL: Final[tuple[type, ...]] = get_args(DerivedEvent)  # what on_event receives
 # callback name -> (event types, how to call it with the event)
 CALLBACKS: Final[dict[str, tuple[tuple[type, ...], Callable[[Callable[..., Any]], Callable[[Any], Any]] | None]]] = {
     "on_text": ((TextEvent,), None),

@@ -101,6 +101,10 @@ async def _error_from(response: httpx.Response) -> APIError:
     )
 
 
+_TIMEOUT: Final = httpx.Timeout(600.0, connect=10.0)
+_RETRY: Final = RetryPolicy()
+
+
 @final
 class MessagesClient:
     """Sends streaming Messages requests and opens a :class:`MessageStream` on each.
@@ -121,8 +125,8 @@ class MessagesClient:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: httpx.Timeout | float = httpx.Timeout(600.0, connect=10.0),
-        retry: RetryPolicy = RetryPolicy(),
+        timeout: httpx.Timeout | float = _TIMEOUT,
+        retry: RetryPolicy = _RETRY,
         http_client: httpx.AsyncClient | None = None,
         anthropic_version: str = ANTHROPIC_VERSION,
     ) -> None:

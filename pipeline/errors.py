@@ -23,8 +23,10 @@ Every error the library raises on bad input or a failing upstream is one of thes
     │   ├── NotFoundError           (``not_found_error``)
     │   └── RequestTooLargeError    (``request_too_large``)
     ├── StageError                  a user stage raised; ``.name``, cause = original
-    └── SubscriberError             a subscriber raised; ``.name``, cause = original
-        └── SubscriberOverflowError a subscriber with ``overflow="error"`` fell behind
+    ├── SubscriberError             a subscriber raised; ``.name``, cause = original
+    │   └── SubscriberOverflowError a subscriber with ``overflow="error"`` fell behind
+    ├── JobCancelledError           a worker job was cancelled (``.job_id``, ``.reason``)
+    └── WorkerClosedError           a job was submitted to a worker that is shutting down
 
 ``APIStreamError`` is another name of ``APIError``. Errors that happen after a message
 started carry ``.partial_message``: the message as
@@ -51,6 +53,7 @@ __all__ = [
     "FramingError",
     "IncompleteStreamError",
     "InvalidRequestError",
+    "JobCancelledError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -63,6 +66,7 @@ __all__ = [
     "SubscriberError",
     "SubscriberOverflowError",
     "ToolInputError",
+    "WorkerClosedError",
     "api_error",
     "api_stream_error",
 ]
@@ -328,3 +332,31 @@ class SubscriberOverflowError(SubscriberError):
     def __init__(self, name: str, buffer: int) -> None:
         self.buffer = buffer
         super().__init__(name, detail=f"fell behind by more than {buffer} batches")
+
+
+class JobCancelledError(PipelineError):
+    """A :class:`~pipeline.worker.Worker` job was cancelled before it finished.
+
+    It is the ``error`` of the job's :class:`~pipeline.worker.JobResult`, never raised by
+    the worker itself; ``partial_message`` holds what the stream accumulated until then.
+
+    Attributes:
+        job_id: The job's id.
+        reason: ``"cancelled"`` (``Worker.cancel``), ``"shutdown"`` (the shutdown deadline
+            passed, or a queued job was dropped by the shutdown) or ``"aborted"`` (the
+            worker was left by an exception or a cancellation).
+    """
+
+    def __init__(self, job_id: str, reason: str, partial_message: Message | None = None) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        self.partial_message = partial_message
+        super().__init__(f"job {job_id!r} was cancelled ({reason})")
+
+
+class WorkerClosedError(PipelineError):
+    """A job was submitted to a :class:`~pipeline.worker.Worker` whose shutdown began."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"worker {name!r} is shutting down and takes no more jobs")

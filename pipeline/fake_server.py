@@ -30,8 +30,15 @@ import anyio
 import h11
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
-from .testing import StreamBuilder, chunk_bytes, citations_builder, mixed_builder, text_builder, thinking_builder
-from .testing import tool_builder
+from .testing import (
+    StreamBuilder,
+    chunk_bytes,
+    citations_builder,
+    mixed_builder,
+    text_builder,
+    thinking_builder,
+    tool_builder,
+)
 
 __all__ = ["ERROR_EVENT", "FakeServer", "FakeServerStatistics", "ReceivedRequest", "Script", "generate_body",
            "last_user_text", "split_events", "workload_for"]

@@ -21,7 +21,6 @@ cancellation or a timeout) cancels every task of the stream and closes the sourc
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar, final
@@ -32,12 +31,12 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .accumulate import Accumulator
+from ._plumbing import Exhausted, Plan, aclose_source, call_quietly, chunks_of, drain
 from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 from .errors import PipelineError, SourceError, StageError
 from .events import DerivedEvent, TextEvent
 from .message import Message, TextBlock
-from .stage import Boundary, Island, is_async_stage, open_logic, resolve, stage_name
+from .stage import Island, resolve
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
 
@@ -66,73 +65,6 @@ def _as_subscription(obj: object) -> Subscription:
     return obj if isinstance(obj, Subscription) else Subscription(obj)
 
 
-def _chunks(source: Any) -> AsyncIterator[bytes]:
-    # an httpx.Response streams its (decoded) body through aiter_bytes()
-    aiter_bytes = getattr(source, "aiter_bytes", None)
-    iterable = aiter_bytes() if callable(aiter_bytes) else source
-    if not isinstance(iterable, AsyncIterable):
-        raise TypeError(f"source must be an AsyncIterable[bytes] or httpx.Response, got {type(source).__name__}")
-    return iterable.__aiter__()
-
-
-@final
-class _Plan:
-    """Islands and async stages of one stream, in order, ready to run."""
-
-    __slots__ = ("nodes", "last", "buffers", "accumulator")
-
-    def __init__(self, chain: Sequence[Any]) -> None:
-        self.accumulator: Accumulator | None = None
-        parts: list[Any] = []  # Island | (name, async logic) | Boundary
-        current: list[Any] = []
-        for spec in chain:
-            if isinstance(spec, Boundary):
-                parts += [Island(current), spec]
-                current = []
-                continue
-            logic = open_logic(spec)
-            if isinstance(logic, Accumulator):
-                self.accumulator = logic
-            if is_async_stage(logic):
-                parts += [Island(current), Boundary(), (stage_name(spec), logic), Boundary()]
-                current = []
-            else:
-                current.append(_Opened(stage_name(spec), logic))
-        parts.append(Island(current))
-        # Empty islands between two channels are dropped, and adjacent boundaries
-        # collapse into one channel with the larger buffer.
-        nodes: list[Any] = []
-        buffers: list[int] = []
-        pending = 0
-        for i, part in enumerate(parts):
-            if isinstance(part, Boundary):
-                pending = max(pending, part.buffer)
-            elif isinstance(part, Island) and not part.names and 0 < i < len(parts) - 1:
-                continue
-            else:
-                if nodes:
-                    buffers.append(pending or Boundary().buffer)
-                pending = 0
-                nodes.append(part)
-        self.last: Island = nodes[-1]
-        self.nodes = nodes
-        self.buffers = buffers
-
-
-@final
-class _Opened:
-    """An already-opened logic object, so that Island does not open it again."""
-
-    __slots__ = ("name", "logic")
-
-    def __init__(self, name: str, logic: Any) -> None:
-        self.name = name
-        self.logic = logic
-
-    def open(self) -> Any:
-        return self.logic
-
-
 @final
 class MessageStream:
     """One streaming message: iterate it, subscribe to it, or wait for its final message.
@@ -155,7 +87,7 @@ class MessageStream:
         self._bus = EventBus()
         for sub in subscribers:
             self._bus.subscribe(_as_subscription(sub))
-        self._plan: _Plan | None = None
+        self._plan: Plan | None = None
         self._tg: TaskGroup | None = None
         self._source_iter: AsyncIterator[bytes] | None = None
         self._receive: MemoryObjectReceiveStream[list[Any]] | None = None
@@ -173,13 +105,13 @@ class MessageStream:
     async def __aenter__(self) -> MessageStream:
         if self._tg is not None:
             raise RuntimeError("a MessageStream can be entered only once")
-        self._plan = plan = _Plan(self._chain)
+        self._plan = plan = Plan(self._chain)
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
             self._bus.attach(tg)
             if len(plan.nodes) == 1:
-                self._source_iter = _chunks(self._source)
+                self._source_iter = chunks_of(self._source)
             else:
                 await self._start_tasks(tg, plan)
         except BaseException:
@@ -213,7 +145,7 @@ class MessageStream:
             self._bus.check()
         return None
 
-    async def _start_tasks(self, tg: TaskGroup, plan: _Plan) -> None:
+    async def _start_tasks(self, tg: TaskGroup, plan: Plan) -> None:
         upstream: MemoryObjectReceiveStream[list[Any]] | None = None
         for node, buffer in zip(plan.nodes[:-1], plan.buffers, strict=True):
             send, receive = anyio.create_memory_object_stream[list[Any]](buffer)
@@ -235,7 +167,7 @@ class MessageStream:
     ) -> None:
         """Run an island in its own task: from the source (or a channel) to a channel."""
         task_status.started()
-        source = _chunks(self._source) if receive is None else None
+        source = chunks_of(self._source) if receive is None else None
         try:
             async with send:
                 if source is not None:
@@ -248,7 +180,7 @@ class MessageStream:
                     assert receive is not None
                     async with receive:
                         async for batch in receive:
-                            batch = _drain(receive, batch)
+                            batch = drain(receive, batch)
                             if not await self._forward(island, batch, send):
                                 return
                 if self._upstream_error is None:
@@ -264,7 +196,7 @@ class MessageStream:
         finally:
             if source is not None:
                 with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                    await _aclose(source, self._source)
+                    await aclose_source(source, self._source)
 
     async def _forward(self, island: Island, batch: list[Any], send: MemoryObjectSendStream[list[Any]]) -> bool:
         out, error = island.run(batch)
@@ -306,7 +238,7 @@ class MessageStream:
     async def _close_source(self) -> None:
         it, self._source_iter = self._source_iter, None
         if it is not None:
-            await _aclose(it, self._source)
+            await aclose_source(it, self._source)
         if self._receive is not None:
             await self._receive.aclose()
 
@@ -315,7 +247,7 @@ class MessageStream:
             return
         self._ended = True
         for fn in self._bus.lifecycle("on_end"):
-            await _call_quietly(fn)
+            await call_quietly(fn)
 
     # ------------------------------------------------------------------ driving
 
@@ -340,7 +272,7 @@ class MessageStream:
                 else:
                     assert self._receive is not None
                     batch = await self._receive.receive()
-                    batch = _drain(self._receive, batch)
+                    batch = drain(self._receive, batch)
             except (StopAsyncIteration, anyio.EndOfStream):
                 return await self._finish(plan.last)
             except Exception as exc:
@@ -368,7 +300,7 @@ class MessageStream:
                 try:
                     chunk = await source.__anext__()
                 except StopAsyncIteration:
-                    self._source_iter = _Exhausted()
+                    self._source_iter = Exhausted()
                     return
                 except Exception as exc:
                     await self._fail(self._source_error(exc))
@@ -426,7 +358,7 @@ class MessageStream:
         self._finished = True
         self._bus.close()
         for fn in self._bus.lifecycle("on_error"):
-            await _call_quietly(fn, error)
+            await call_quietly(fn, error)
         raise error
 
     def __aiter__(self) -> MessageStream:
@@ -577,17 +509,6 @@ class MessageStream:
 
 
 @final
-class _Exhausted:
-    """A source iterator that already ended (its generator finished by itself)."""
-
-    def __aiter__(self) -> _Exhausted:
-        return self
-
-    async def __anext__(self) -> bytes:
-        raise StopAsyncIteration
-
-
-@final
 class _TextStream:
     __slots__ = ("_stream",)
 
@@ -602,37 +523,6 @@ class _TextStream:
             if type(event) is TextEvent:
                 return event.text
         raise StopAsyncIteration
-
-
-def _drain(receive: MemoryObjectReceiveStream[list[Any]], batch: list[Any]) -> list[Any]:
-    # take what is already buffered without yielding: one hop per round, not per batch
-    while True:
-        try:
-            more = receive.receive_nowait()
-        except (anyio.WouldBlock, anyio.EndOfStream):
-            return batch
-        batch = batch + more
-
-
-async def _aclose(iterator: Any, source: Any) -> None:
-    for obj in (iterator, source):
-        aclose = getattr(obj, "aclose", None)
-        if callable(aclose):
-            try:
-                await aclose()
-            except Exception as exc:  # closing must not hide the stream's own outcome
-                _log.warning("source_close_failed", error=repr(exc))
-        if iterator is source:
-            break
-
-
-async def _call_quietly(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        result = fn(*args)
-        if inspect.isawaitable(result):
-            await result
-    except Exception as exc:
-        _log.warning("lifecycle_callback_failed", callback=getattr(fn, "__name__", repr(fn)), error=repr(exc))
 
 
 def open_stream(

@@ -198,7 +198,9 @@ class Faulty:
 
 
 async def test_propagate_fails_the_stream() -> None:
-    with pytest.raises(pipeline.SubscriberError, match=r"^subscriber 'Faulty' failed: ValueError: bad subscriber$") as info:
+    with pytest.raises(
+        pipeline.SubscriberError, match=r"^subscriber 'Faulty' failed: ValueError: bad subscriber$"
+    ) as info:
         async with pipeline.open_stream(aiter_chunks(CHUNKS), subscribers=[Faulty()]) as stream:
             await stream.until_done()
     assert isinstance(info.value.__cause__, ValueError)

@@ -91,7 +91,9 @@ async def test_serve_fake_port_in_use() -> None:
         result = await anyio.run_process(
             [sys.executable, "-m", "pipeline", "serve-fake", "--port", str(server.port)], env=ENV, check=False
         )
-    completed = subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
+    completed = subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
     assert "cannot listen on 127.0.0.1:" in one_line_error(completed)
 
 

@@ -80,7 +80,9 @@ async def test_retry_after_is_honoured() -> None:
     assert policy.delay(0, 60.0) == 0.05  # capped
     assert 0 <= policy.delay(3, None) <= 0.05
     seen: list[httpx.Request] = []
-    async with client_for([error(429, "rate_limit_error", "slow down", **{"retry-after": "0.01"}), sse()], seen) as client:
+    async with client_for(
+        [error(429, "rate_limit_error", "slow down", **{"retry-after": "0.01"}), sse()], seen
+    ) as client:
         client.retry = RetryPolicy(max_retries=1, initial_delay=5.0, max_delay=1.0)
         original = client._backoff
 
@@ -133,7 +135,9 @@ async def test_connection_errors_are_retried_then_typed() -> None:
 async def test_error_event_mid_stream_is_not_retried() -> None:
     """Once events may have reached a subscriber, nothing is retried."""
     cut = BODY[: BODY.index(b"event: content_block_stop")]
-    failing = cut + b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    failing = (
+        cut + b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    )
 
     async def chunks() -> AsyncIterator[bytes]:
         yield failing

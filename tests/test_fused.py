@@ -49,7 +49,8 @@ def test_fused_equals_unfused_on_failure() -> None:
     """A failing stream fails identically, after the same events."""
     body = CASES["text"].body()
     cut = body[: body.rindex(b"event: content_block_stop")]
-    truncated = cut + b'event: content_block_delta\ndata: {"type":"content_block_delta","index":7,"delta":{"type":"text_delta","text":"x"}}\n\n'
+    bad = b'{"type":"content_block_delta","index":7,"delta":{"type":"text_delta","text":"x"}}'
+    truncated = cut + b"event: content_block_delta\ndata: " + bad + b"\n\n"
     fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
     apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
     got = run_island(fused, chunk_events(truncated))

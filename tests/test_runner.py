@@ -80,9 +80,7 @@ class Delay:
 
     name = "delay"
 
-    async def run(
-        self, receive: MemoryObjectReceiveStream[list[Any]], send: MemoryObjectSendStream[list[Any]]
-    ) -> None:
+    async def run(self, receive: MemoryObjectReceiveStream[list[Any]], send: MemoryObjectSendStream[list[Any]]) -> None:
         async with send:
             async for batch in receive:
                 await anyio.lowlevel.checkpoint()
@@ -104,7 +102,9 @@ async def test_custom_stage_between_parse_and_accumulate() -> None:
 
     def shout(event: Any) -> Any:
         if isinstance(event, pipeline.ContentBlockDeltaEvent) and isinstance(event.delta, pipeline.TextDelta):
-            return pipeline.ContentBlockDeltaEvent(index=event.index, delta=pipeline.TextDelta(text=event.delta.text.upper()))
+            return pipeline.ContentBlockDeltaEvent(
+                index=event.index, delta=pipeline.TextDelta(text=event.delta.text.upper())
+            )
         return event
 
     stages = [pipeline.parse(), pipeline.Map(shout), pipeline.accumulate(), pipeline.derive()]
@@ -165,7 +165,10 @@ async def test_stage_error_cancels_stages_and_closes_source() -> None:
 
     seen: list[Any] = []
     before = task_names()
-    with anyio.fail_after(1), pytest.raises(pipeline.StageError, match=r"^stage 'fail_on_tenth' failed: RuntimeError: boom$") as info:
+    with (
+        anyio.fail_after(1),
+        pytest.raises(pipeline.StageError, match=r"^stage 'fail_on_tenth' failed: RuntimeError: boom$") as info,
+    ):
         async with pipeline.open_stream(source, stages=[pipeline.Map(fail_on_tenth), pipeline.boundary()]) as stream:
             stream.on_event(seen.append)
             await stream.get_final_message()

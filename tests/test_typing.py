@@ -1,4 +1,4 @@
-"""The framework and the plugins type-check under ``mypy --strict``."""
+"""The framework and the plugins type-check under ``mypy --strict`` and pass ruff."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ def test_mypy_strict() -> None:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "pipeline", "plugins", "tests", "examples", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,127 @@
+"""Plumbing of the runner: the plan of islands, and small helpers for sources and channels."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from typing import Any, final
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .accumulate import Accumulator
+from .stage import Boundary, Island, is_async_stage, open_logic, stage_name
+
+__all__ = ["Exhausted", "Plan", "aclose_source", "call_quietly", "chunks_of", "drain"]
+
+_log = structlog.get_logger("pipeline")
+
+
+def chunks_of(source: Any) -> AsyncIterator[bytes]:
+    # an httpx.Response streams its (decoded) body through aiter_bytes()
+    aiter_bytes = getattr(source, "aiter_bytes", None)
+    iterable = aiter_bytes() if callable(aiter_bytes) else source
+    if not isinstance(iterable, AsyncIterable):
+        raise TypeError(f"source must be an AsyncIterable[bytes] or httpx.Response, got {type(source).__name__}")
+    return iterable.__aiter__()
+
+
+@final
+class Plan:
+    """Islands and async stages of one stream, in order, ready to run."""
+
+    __slots__ = ("nodes", "last", "buffers", "accumulator")
+
+    def __init__(self, chain: Sequence[Any]) -> None:
+        self.accumulator: Accumulator | None = None
+        parts: list[Any] = []  # Island | (name, async logic) | Boundary
+        current: list[Any] = []
+        for spec in chain:
+            if isinstance(spec, Boundary):
+                parts += [Island(current), spec]
+                current = []
+                continue
+            logic = open_logic(spec)
+            if isinstance(logic, Accumulator):
+                self.accumulator = logic
+            if is_async_stage(logic):
+                parts += [Island(current), Boundary(), (stage_name(spec), logic), Boundary()]
+                current = []
+            else:
+                current.append(_Opened(stage_name(spec), logic))
+        parts.append(Island(current))
+        # Empty islands between two channels are dropped, and adjacent boundaries
+        # collapse into one channel with the larger buffer.
+        nodes: list[Any] = []
+        buffers: list[int] = []
+        pending = 0
+        for i, part in enumerate(parts):
+            if isinstance(part, Boundary):
+                pending = max(pending, part.buffer)
+            elif isinstance(part, Island) and not part.names and 0 < i < len(parts) - 1:
+                continue
+            else:
+                if nodes:
+                    buffers.append(pending or Boundary().buffer)
+                pending = 0
+                nodes.append(part)
+        self.last: Island = nodes[-1]
+        self.nodes = nodes
+        self.buffers = buffers
+
+
+@final
+class _Opened:
+    """An already-opened logic object, so that Island does not open it again."""
+
+    __slots__ = ("name", "logic")
+
+    def __init__(self, name: str, logic: Any) -> None:
+        self.name = name
+        self.logic = logic
+
+    def open(self) -> Any:
+        return self.logic
+
+
+@final
+class Exhausted:
+    """A source iterator that already ended (its generator finished by itself)."""
+
+    def __aiter__(self) -> Exhausted:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
+
+
+def drain(receive: MemoryObjectReceiveStream[list[Any]], batch: list[Any]) -> list[Any]:
+    # take what is already buffered without yielding: one hop per round, not per batch
+    while True:
+        try:
+            more = receive.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return batch
+        batch = batch + more
+
+
+async def aclose_source(iterator: Any, source: Any) -> None:
+    for obj in (iterator, source):
+        aclose = getattr(obj, "aclose", None)
+        if callable(aclose):
+            try:
+                await aclose()
+            except Exception as exc:  # closing must not hide the stream's own outcome
+                _log.warning("source_close_failed", error=repr(exc))
+        if iterator is source:
+            break
+
+
+async def call_quietly(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        _log.warning("lifecycle_callback_failed", callback=getattr(fn, "__name__", repr(fn)), error=repr(exc))
