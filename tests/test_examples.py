@@ -21,7 +21,13 @@ def run_example(name: str) -> str:
 
 
 def test_every_example_is_tested() -> None:
-    assert {p.name for p in EXAMPLES.glob("*.py")} == {"live_text.py", "redaction_stage.py", "tool_input.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} == {
+        "live_text.py",
+        "redaction_stage.py",
+        "tool_input.py",
+        "tool_dispatcher.py",
+        "worker_1000.py",
+    }
 
 
 def test_live_text() -> None:
@@ -43,7 +49,19 @@ def test_tool_input() -> None:
     assert sum(1 for line in out if "->" in line) > 3
 
 
-@pytest.mark.parametrize("name", ["live_text", "redaction_stage", "tool_input"])
+def test_tool_dispatcher() -> None:
+    assert run_example("tool_dispatcher.py") == (
+        "Let me look that up.\n"
+        "tool_use: 4 tool calls\n"
+        "  toolu_01 get_weather({'city': 'Zürich'}) -> Zürich: sunny, 21 °C\n"
+        "  toolu_02 get_weather({'city': 'Oslo'}) -> error: KeyError('Oslo')\n"
+        "  toolu_03 convert({'amount': 120, 'currency': 'EUR'}) -> {'amount': 112.8, 'currency': 'CHF'}\n"
+        "  toolu_04 book_flight({'to': 'Paris'}) -> error: UnknownToolError(\"no tool named 'book_flight'\")\n"
+        "tool_result blocks for the next request: 4, 2 errors\n"
+    )
+
+
+@pytest.mark.parametrize("name", ["live_text", "redaction_stage", "tool_input", "tool_dispatcher"])
 async def test_examples_accept_any_source(name: str) -> None:
     """Each example's main() takes a source, so it works on any chunking of the body."""
     sys.path.insert(0, str(EXAMPLES))
