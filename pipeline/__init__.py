@@ -13,6 +13,7 @@ The public API is re-exported here::
 from __future__ import annotations
 
 from . import errors
+from ._plumbing import chunks_of
 from .bus import SubscriberStatistics, Subscription
 from .client import MessagesClient, RetryPolicy
 from .errors import (
@@ -23,6 +24,7 @@ from .errors import (
     DecodeError,
     FramingError,
     IncompleteStreamError,
+    JobCancelledError,
     OverloadedError,
     PipelineError,
     ProtocolError,
@@ -32,6 +34,7 @@ from .errors import (
     SubscriberError,
     SubscriberOverflowError,
     ToolInputError,
+    WorkerClosedError,
 )
 from .events import (
     CitationEvent,
@@ -60,6 +63,7 @@ from .events import (
     UnknownDelta,
     UnknownEvent,
 )
+from .jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
 from .message import (
     ContainerUploadBlock,
     ContentBlock,
@@ -88,6 +92,7 @@ from .stage import (
     derive,
     parse,
 )
+from .worker import Worker
 
 __version__ = "0.1.0.dev0"
 
@@ -115,6 +120,11 @@ __all__ = [
     "IncompleteStreamError",
     "InputJSONDelta",
     "InputJsonEvent",
+    "Job",
+    "JobCancelledError",
+    "JobRequest",
+    "JobResult",
+    "JobSource",
     "Map",
     "Message",
     "MessageDeltaEvent",
@@ -138,6 +148,7 @@ __all__ = [
     "SSEFrame",
     "ServerToolResultBlock",
     "ServerToolUseBlock",
+    "ShutdownReport",
     "SignatureDelta",
     "SignatureEvent",
     "SourceError",
@@ -160,9 +171,13 @@ __all__ = [
     "UnknownDelta",
     "UnknownEvent",
     "Usage",
+    "Worker",
+    "WorkerClosedError",
+    "WorkerStatistics",
     "__version__",
     "accumulate",
     "boundary",
+    "chunks_of",
     "derive",
     "errors",
     "open_stream",

@@ -19,6 +19,12 @@ _log = structlog.get_logger("pipeline")
 
 
 def chunks_of(source: Any) -> AsyncIterator[bytes]:
+    """Return the iterator of byte chunks that ``open_stream`` reads from *source*: an
+    ``httpx.Response`` through ``aiter_bytes()``, any other ``AsyncIterable[bytes]`` as is.
+
+    Raises:
+        TypeError: *source* is neither.
+    """
     # an httpx.Response streams its (decoded) body through aiter_bytes()
     aiter_bytes = getattr(source, "aiter_bytes", None)
     iterable = aiter_bytes() if callable(aiter_bytes) else source

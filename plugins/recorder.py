@@ -29,6 +29,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import IO, Any, final
 
+import pipeline
+
 __all__ = ["Recorder", "Recording", "record"]
 
 StrPath = str | os.PathLike[str]
@@ -83,7 +85,7 @@ class Recording:
         if self._done:
             raise StopAsyncIteration
         if self._iterator is None:
-            self._iterator = _chunks(self._source)
+            self._iterator = pipeline.chunks_of(self._source)
             self._file = open(self.path, "wb")  # noqa: ASYNC230 - sync by design (module doc)
         try:
             chunk = await self._iterator.__anext__()
@@ -181,12 +183,3 @@ async def _aclose(obj: Any) -> None:
     aclose = getattr(obj, "aclose", None)
     if callable(aclose):
         await aclose()
-
-
-def _chunks(source: Any) -> AsyncIterator[bytes]:
-    # what open_stream reads: an httpx.Response through aiter_bytes(), else the iterable
-    aiter_bytes = getattr(source, "aiter_bytes", None)
-    iterable = aiter_bytes() if callable(aiter_bytes) else source
-    if not isinstance(iterable, AsyncIterable):
-        raise TypeError(f"source must be an AsyncIterable[bytes] or httpx.Response, got {type(source).__name__}")
-    return iterable.__aiter__()
