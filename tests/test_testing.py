@@ -13,8 +13,8 @@ import anthropic
 import httpx2
 import msgspec
 import pytest
-
 from oracle import SdkResult, sdk_run, sdk_run_sync, sdk_run_threaded
+
 import pipeline.testing as t
 
 CHUNKERS: dict[str, Callable[[bytes], list[bytes]]] = {
