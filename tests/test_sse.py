@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import SSEDecoder, SSEFrame
+from pipeline import SSEDecoder, SSEFrame, errors
 from pipeline.testing import chunk_bytes
 
 SIZES = [1, 2, 3, 7, 0]  # 0: the whole body as one chunk
@@ -220,3 +220,34 @@ def test_any_chunking_gives_the_frames_of_the_whole_body(text: str, cuts: list[i
     decoder = SSEDecoder()
     frames = [f for a, b in pairwise(bounds) for f in decoder.process(body[a:b])]
     assert frames + decoder.flush() == decode(body, 0) == reference(body)
+
+
+# --- limits and options -------------------------------------------------------------------
+
+
+def test_an_endless_line_is_a_framing_error_with_bounded_memory() -> None:
+    """An upstream that never ends a line fails once the limit is passed, not at OOM."""
+    decoder = SSEDecoder(max_event_size=100)
+    assert decoder.process(b"data: " + b"x" * 90) == []
+    with pytest.raises(errors.FramingError, match=r"^a line exceeds max_event_size \(100 bytes\)$"):
+        decoder.process(b"x" * 20)
+
+
+def test_an_endless_event_is_a_framing_error() -> None:
+    decoder = SSEDecoder(max_event_size=100)
+    with pytest.raises(errors.FramingError, match=r"^an event exceeds max_event_size \(100 bytes\)$"):
+        for _ in range(20):
+            decoder.process(b"data: 0123456789\n")
+
+
+def test_max_event_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"^max_event_size must be >= 1, got 0$"):
+        SSEDecoder(max_event_size=0)
+
+
+def test_named_events_without_data_on_request() -> None:
+    """The standard drops an event without data; the SDK's decoder (and ours, asked) keeps it."""
+    body = b"event: error\n\nevent: x\ndata: 1\n\n"
+    assert decode(body, 0) == [frame(b"1", "x")]
+    decoder = SSEDecoder(dispatch_named_empty=True)
+    assert decoder.process(body) == [frame(b"", "error"), frame(b"1", "x")]
