@@ -117,6 +117,9 @@ class MessagesClient:
         retry: When to retry a request before its body starts.
         http_client: An ``httpx.AsyncClient`` to use (not closed by us); by default the
             client makes and owns one.
+        max_connections: The connection pool size of the client it makes: the most
+            streams that can be open at once (keep-alive connections too). When unsure,
+            match the concurrency you run at.
         anthropic_version: The ``anthropic-version`` header.
     """
 
@@ -128,6 +131,7 @@ class MessagesClient:
         timeout: httpx.Timeout | float = _TIMEOUT,
         retry: RetryPolicy = _RETRY,
         http_client: httpx.AsyncClient | None = None,
+        max_connections: int = 100,
         anthropic_version: str = ANTHROPIC_VERSION,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
@@ -137,7 +141,8 @@ class MessagesClient:
         self.base_url = (base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.retry = retry
         self._owns_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = http_client or httpx.AsyncClient(timeout=timeout, limits=limits)
 
     def __repr__(self) -> str:
         return f"MessagesClient(base_url={self.base_url!r})"  # never the key

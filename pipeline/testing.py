@@ -293,13 +293,24 @@ class StreamBuilder:
     def expected_message(self, **end: Any) -> dict[str, Any]:
         """The final message for :meth:`events` called with the same keyword arguments.
 
-        That is ``message_start``'s message with the expected content, the
-        ``message_delta`` delta keys set and its usage keys overwriting.
+        That is ``message_start``'s message with the expected content and the
+        ``message_delta`` applied as the SDK applies it: stop fields set, ``container``
+        when not null, ``output_tokens`` and the cumulative usage totals overwritten.
         """
         delta = next(p for name, p in self.events(**end) if name == "message_delta")
-        usage = {**self.message["usage"], **delta["usage"]}
+        changes, totals = delta["delta"], delta["usage"]
         message = copy.deepcopy(self.message)
-        return {**message, **delta["delta"], "content": self.expected_content(), "usage": usage}
+        for key in ("stop_reason", "stop_sequence", "stop_details"):
+            message[key] = copy.deepcopy(changes.get(key))
+        if changes.get("container") is not None:
+            message["container"] = copy.deepcopy(changes["container"])
+        usage = message["usage"]
+        usage["output_tokens"] = totals.get("output_tokens")
+        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+                    "server_tool_use", "output_tokens_details"):
+            if totals.get(key) is not None:
+                usage[key] = copy.deepcopy(totals[key])
+        return {**message, "content": self.expected_content()}
 
     def build(self, **end: Any) -> bytes:
         """Return the encoded body; takes the same keyword arguments as :meth:`events`."""
