@@ -11,9 +11,10 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .accumulate import Accumulator
+from .errors import IdleTimeoutError
 from .stage import Boundary, Island, is_async_stage, open_logic, stage_name
 
-__all__ = ["Exhausted", "Plan", "aclose_source", "call_quietly", "chunks_of", "drain"]
+__all__ = ["Exhausted", "IdleLimited", "Plan", "aclose_source", "call_quietly", "chunks_of", "drain"]
 
 _log = structlog.get_logger("pipeline")
 
@@ -131,3 +132,29 @@ async def call_quietly(fn: Callable[..., Any], *args: Any) -> None:
             await result
     except Exception as exc:
         _log.warning("lifecycle_callback_failed", callback=getattr(fn, "__name__", repr(fn)), error=repr(exc))
+
+
+@final
+class IdleLimited:
+    """A chunk iterator that fails with :class:`~pipeline.errors.IdleTimeoutError` when the
+    source gives nothing for *seconds* (only streams with an ``idle_timeout`` pay for it)."""
+
+    __slots__ = ("_iterator", "_seconds")
+
+    def __init__(self, iterator: AsyncIterator[bytes], seconds: float) -> None:
+        self._iterator = iterator
+        self._seconds = seconds
+
+    def __aiter__(self) -> IdleLimited:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            with anyio.fail_after(self._seconds):
+                return await self._iterator.__anext__()
+        except TimeoutError:
+            raise IdleTimeoutError(self._seconds) from None
+
+    async def aclose(self) -> None:
+        """Close the wrapped iterator."""
+        await aclose_source(self._iterator, self._iterator)

@@ -169,6 +169,7 @@ class MessagesClient:
         subscribers: Sequence[object] = (),
         stages: Sequence[Any] = (),
         allow_incomplete: bool = False,
+        idle_timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> _StreamRequest:
@@ -180,7 +181,12 @@ class MessagesClient:
         """
         body = {"model": model, "max_tokens": max_tokens, "messages": list(messages), **params, "stream": True}
         headers = {**self._headers, **(extra_headers or {})}
-        options = {"subscribers": subscribers, "stages": stages, "allow_incomplete": allow_incomplete}
+        options = {
+            "subscribers": subscribers,
+            "stages": stages,
+            "allow_incomplete": allow_incomplete,
+            "idle_timeout": idle_timeout,
+        }
         return _StreamRequest(self, body, headers, options)
 
     async def send(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> httpx.Response:

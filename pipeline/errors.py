@@ -9,6 +9,7 @@ Every error the library raises on bad input or a failing upstream is one of thes
     ├── ToolInputError              a tool_use block's input is not valid JSON
     ├── IncompleteStreamError       the stream ended before ``message_stop``
     ├── SourceError                 reading the source failed (e.g. the connection was cut)
+    ├── IdleTimeoutError            the source sent nothing for ``idle_timeout`` seconds
     ├── APIConnectionError          the API could not be reached (before any event)
     │   └── APITimeoutError         the request timed out (before any event)
     ├── APIError                    the API reported an error, typed per error type: an
@@ -51,6 +52,7 @@ __all__ = [
     "AuthenticationError",
     "DecodeError",
     "FramingError",
+    "IdleTimeoutError",
     "IncompleteStreamError",
     "InvalidRequestError",
     "JobCancelledError",
@@ -160,6 +162,18 @@ class SourceError(PipelineError):
     def __init__(self, error: BaseException, partial_message: Message | None = None) -> None:
         self.partial_message = partial_message
         super().__init__(f"reading the stream failed: {type(error).__name__}: {error}")
+
+
+class IdleTimeoutError(PipelineError):
+    """The source sent nothing for ``idle_timeout`` seconds; the stream was closed.
+
+    Attributes:
+        seconds: The idle timeout that expired.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"no bytes for {seconds:g} s (idle_timeout)")
 
 
 class APIConnectionError(PipelineError):

@@ -31,7 +31,7 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._plumbing import Exhausted, Plan, aclose_source, call_quietly, chunks_of, drain
+from ._plumbing import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
 from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 from .errors import PipelineError, SourceError, StageError
 from .events import DerivedEvent, TextEvent
@@ -81,7 +81,11 @@ class MessageStream:
         stages: Sequence[Any] = (),
         subscribers: Sequence[object] = (),
         allow_incomplete: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be > 0 or None, got {idle_timeout!r}")
+        self._idle_timeout = idle_timeout
         self._source = source
         self._chain = resolve(stages, allow_incomplete=allow_incomplete)
         self._bus = EventBus()
@@ -111,7 +115,7 @@ class MessageStream:
         try:
             self._bus.attach(tg)
             if len(plan.nodes) == 1:
-                self._source_iter = chunks_of(self._source)
+                self._source_iter = self._open_source()
             else:
                 await self._start_tasks(tg, plan)
         except BaseException:
@@ -167,7 +171,7 @@ class MessageStream:
     ) -> None:
         """Run an island in its own task: from the source (or a channel) to a channel."""
         task_status.started()
-        source = chunks_of(self._source) if receive is None else None
+        source = self._open_source() if receive is None else None
         try:
             async with send:
                 if source is not None:
@@ -226,6 +230,10 @@ class MessageStream:
             error = StageError(name, exc)
             error.__cause__ = exc
             self._upstream_error = self._upstream_error or error
+
+    def _open_source(self) -> AsyncIterator[bytes]:
+        chunks = chunks_of(self._source)
+        return chunks if self._idle_timeout is None else IdleLimited(chunks, self._idle_timeout)
 
     def _source_error(self, exc: Exception) -> PipelineError:
         if isinstance(exc, PipelineError):
@@ -531,6 +539,7 @@ def open_stream(
     subscribers: Sequence[object] = (),
     stages: Sequence[Any] = (),
     allow_incomplete: bool = False,
+    idle_timeout: float | None = None,
 ) -> MessageStream:
     """Open a streaming message over *source*; use the result with ``async with``.
 
@@ -544,8 +553,18 @@ def open_stream(
             slot stages in between.
         allow_incomplete: Finish with the partial message when the stream ends without
             ``message_stop`` (the SDK's behaviour) instead of raising.
+        idle_timeout: Fail with :class:`~pipeline.errors.IdleTimeoutError` (and close the
+            source) when it sends nothing for this many seconds; ``None`` waits forever.
+            Pings count as activity: the API pings idle streams, so a few tens of seconds
+            is a safe choice.
     """
-    return MessageStream(source, stages=stages, subscribers=subscribers, allow_incomplete=allow_incomplete)
+    return MessageStream(
+        source,
+        stages=stages,
+        subscribers=subscribers,
+        allow_incomplete=allow_incomplete,
+        idle_timeout=idle_timeout,
+    )
 
 
 @final
@@ -555,14 +574,20 @@ class Pipeline:
     Stage specs are opened afresh for each stream; subscriber objects are shared.
     """
 
-    __slots__ = ("stages", "subscribers", "allow_incomplete")
+    __slots__ = ("stages", "subscribers", "allow_incomplete", "idle_timeout")
 
     def __init__(
-        self, *, stages: Sequence[Any] = (), subscribers: Sequence[object] = (), allow_incomplete: bool = False
+        self,
+        *,
+        stages: Sequence[Any] = (),
+        subscribers: Sequence[object] = (),
+        allow_incomplete: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
         self.stages = tuple(stages)
         self.subscribers = tuple(subscribers)
         self.allow_incomplete = allow_incomplete
+        self.idle_timeout = idle_timeout
         resolve(self.stages)  # validate early
 
     def open_stream(self, source: AsyncIterable[bytes] | Any, *, subscribers: Sequence[object] = ()) -> MessageStream:
@@ -572,4 +597,5 @@ class Pipeline:
             stages=self.stages,
             subscribers=(*self.subscribers, *subscribers),
             allow_incomplete=self.allow_incomplete,
+            idle_timeout=self.idle_timeout,
         )

@@ -147,3 +147,14 @@ class _Texts:
 
     def on_text(self, event: pipeline.TextEvent) -> None:
         self.into.append(event.text)
+
+
+async def test_idle_timeout_closes_a_stalled_connection() -> None:
+    """A stream whose server goes quiet fails with IdleTimeoutError and its socket is closed."""
+    async with FakeServer([Script(body=BODIES["text"], events_per_second=2)]) as server:
+        async with pipeline.MessagesClient(api_key="k", base_url=server.url) as client:
+            with anyio.fail_after(5), pytest.raises(pipeline.IdleTimeoutError):
+                async with client.stream(model="m", max_tokens=5, messages=MESSAGES, idle_timeout=0.1) as stream:
+                    await stream.until_done()
+            with anyio.fail_after(5):
+                await server.wait_client_disconnect()

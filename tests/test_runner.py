@@ -262,3 +262,25 @@ async def test_source_must_be_async_iterable() -> None:
     with pytest.raises(TypeError, match=r"^source must be an AsyncIterable\[bytes\] or httpx.Response, got list$"):
         async with pipeline.open_stream(CHUNKS):
             pass
+
+
+@pytest.mark.parametrize("stages", [[], [pipeline.boundary()]], ids=["fused", "boundary"])
+async def test_idle_timeout_fails_a_silent_stream_and_closes_it(stages: list[Any]) -> None:
+    """A source that goes silent fails with IdleTimeoutError; what arrived is kept."""
+    source = TrackedSource(CHUNKS, stall_at=10)
+    texts: list[str] = []
+    with (
+        anyio.fail_after(5),
+        pytest.raises(pipeline.IdleTimeoutError, match=r"^no bytes for 0.05 s \(idle_timeout\)$") as info,
+    ):
+        async with pipeline.open_stream(source, stages=stages, idle_timeout=0.05) as stream:
+            stream.on_text(lambda event: texts.append(event.text))
+            await stream.until_done()
+    assert source.closed and source.pulled == 10
+    partial = info.value.partial_message
+    assert partial is not None and partial.text == "".join(texts) != ""
+
+
+async def test_idle_timeout_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"^idle_timeout must be > 0 or None, got 0$"):
+        pipeline.open_stream(aiter_chunks(CHUNKS), idle_timeout=0)
