@@ -183,7 +183,7 @@ class Accumulator:
                             block.pieces.add(delta.thinking)
                     elif dkind is CitationsDelta:
                         if block.kind == _TEXT:
-                            block.citations.append(copy_json(delta.citation))
+                            block.citations.append(delta.citation)  # to_dict() copies
                     elif dkind is SignatureDelta:
                         if block.kind == _THINKING:
                             block.signature = delta.signature
@@ -226,7 +226,8 @@ class Accumulator:
                     raise self._protocol(
                         "content_block_start", f"index {event.index}, expected {len(self._blocks)}"
                     )
-                self._blocks.append(_Block(event.index, copy_json(event.content_block)))
+                # never mutated in place (build() works on a copy; to_dict() copies deep)
+                self._blocks.append(_Block(event.index, event.content_block))
                 append(event)
             elif kind is RawContentBlockStopEvent:
                 append(ContentBlockStopEvent(index=event.index, content_block=self._stop_block(event.index)))
