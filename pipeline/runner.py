@@ -74,6 +74,27 @@ class MessageStream:
     ``await stream.until_done()`` or ``await stream.get_final_message()``.
     """
 
+    __slots__ = (
+        "_buffer",
+        "_bus",
+        "_bytes",
+        "_chain",
+        "_chunks",
+        "_ended",
+        "_error",
+        "_events",
+        "_finished",
+        "_idle_timeout",
+        "_pending",
+        "_plan",
+        "_pos",
+        "_receive",
+        "_source",
+        "_source_iter",
+        "_tg",
+        "_upstream_error",
+    )
+
     def __init__(
         self,
         source: Any,
