@@ -25,8 +25,9 @@ from .events import (
     ThinkingDelta,
     ThinkingEvent,
 )
+from .providers.anthropic import BAD_DATA, AnthropicParser, decode_wire
 
-__all__ = ["fuse_accumulate_derive"]
+__all__ = ["fuse_accumulate_derive", "fuse_parse_accumulate_derive"]
 
 
 def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any], list[Any]], None]:
@@ -77,5 +78,75 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
                 der.share(event.index, acc_blocks[event.index].pieces)
         if events:
             acc._last = events[-1]  # what acc_into records, for IncompleteStreamError
+
+    return process_into
+
+
+def fuse_parse_accumulate_derive(
+    parser: AnthropicParser, acc: Accumulator, der: Deriver, fold: Callable[[list[Any], list[Any]], None]
+) -> Callable[[list[bytes], list[Any]], None]:
+    """Return a ``process_into`` that runs *parser*, *acc* and *der* over byte chunks.
+
+    A live stream's typical chunk, exactly one ``content_block_delta`` event, is decoded
+    and folded in one go; every other chunk goes through the parser, then the fused
+    accumulate+derive (*fold*), exactly as the three stages would run apart.
+    """
+    parse_into, sse = parser.process_into, parser._sse
+    acc_blocks, der_blocks = acc._blocks, der._blocks
+
+    def process_into(chunks: list[bytes], out: list[Any]) -> None:
+        append = out.append
+        for chunk in chunks:
+            if sse.idle and chunk.startswith(b"event: content_block_delta\ndata: "):
+                lines = chunk.split(b"\n")
+                if len(lines) == 4 and not lines[2] and not lines[3] and chunk.find(b"\r") < 0:
+                    try:
+                        event: Any = decode_wire(lines[1][6:])
+                    except BAD_DATA:
+                        event = None
+                    if type(event) is ContentBlockDeltaEvent:
+                        index = event.index
+                        derived = der_blocks.get(index)
+                        if derived is not None and 0 <= index < len(acc_blocks):
+                            block = acc_blocks[index]
+                            delta: Any = event.delta
+                            dkind = type(delta)
+                            bkind = block.kind
+                            if block.done is None and bkind == derived[0]:
+                                # the same fold as fuse_accumulate_derive's, inlined here too: a
+                                # call per event would cost what this fusion saves
+                                if dkind is TextDelta and bkind == _TEXT:
+                                    piece = delta.text
+                                elif dkind is ThinkingDelta and bkind == _THINKING:
+                                    piece = delta.thinking
+                                elif dkind is InputJSONDelta and bkind == _TOOL:
+                                    piece = delta.partial_json
+                                else:
+                                    piece = None
+                                if piece is not None:
+                                    pieces = block.pieces
+                                    tail = pieces.tail  # Pieces.add, inlined
+                                    tail.append(piece)
+                                    pieces.size += len(piece)
+                                    if len(tail) >= GROUP:
+                                        pieces.compact()
+                                    append(event)
+                                    if dkind is TextDelta:
+                                        append(TextEvent(piece, pieces, pieces.size))
+                                    elif dkind is ThinkingDelta:
+                                        append(ThinkingEvent(piece, pieces, pieces.size))
+                                    else:
+                                        append(InputJsonEvent(piece, pieces, pieces.size, derived[3]))
+                                    acc._last = event
+                                    continue
+                        fold([event], out)
+                        continue
+            middle: list[Any] = []
+            try:
+                parse_into([chunk], middle)
+            except Exception:
+                fold(middle, out)  # what the chunk held before the bad event
+                raise
+            fold(middle, out)
 
     return process_into

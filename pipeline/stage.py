@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
 
-from ._fused import fuse_accumulate_derive
+from ._fused import fuse_accumulate_derive, fuse_parse_accumulate_derive
 from .accumulate import Accumulator
 from .derive import Deriver
 from .errors import PipelineError, StageError
@@ -280,21 +280,30 @@ class Island:
 
     def __init__(self, specs: Sequence[Any]) -> None:
         steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = []
-        previous: Any = None
+        logics: list[Any] = []
         for spec in specs:
             logic = open_logic(spec)
+            previous = logics[-1] if logics else None
             if isinstance(previous, Accumulator) and isinstance(logic, Deriver):
-                # adjacent built-ins: one hand-fused loop, same result (see _fused.py)
-                fused = fuse_accumulate_derive(previous, logic)
-                steps[-1] = ("accumulate+derive", fused, _chain(steps[-1][2], logic.process_into, _flush(logic)))
+                # adjacent built-ins: hand-fused loops, same result (see _fused.py)
+                fold = fuse_accumulate_derive(previous, logic)
+                flush = _chain(steps[-1][2], logic.process_into, _flush(logic))
+                steps[-1] = ("accumulate+derive", fold, flush)
+                parser = logics[-2] if len(logics) >= 2 else None
+                if isinstance(parser, AnthropicParser):
+                    del steps[-1]
+                    whole = fuse_parse_accumulate_derive(parser, previous, logic, fold)
+                    steps[-1] = ("parse+accumulate+derive", whole, _chain(parser.flush, fold, flush))
             else:
                 steps.append((stage_name(spec), _into(logic), _flush(logic)))
-            previous = logic
+            logics.append(logic)
         self._steps = steps
         self.names = [name for name, _, _ in steps]
         # run(batch) -> (output, first error or None): every stage over the batch
         self.run: Callable[[list[Any]], tuple[list[Any], BaseException | None]]
-        if len(steps) == 2:  # the default chain: parse, accumulate+derive
+        if len(steps) == 1:  # the default chain, fused whole
+            self.run = _run_one(*steps[0][:2])
+        elif len(steps) == 2:
             self.run = _run_two(steps[0][:2], steps[1][:2])
         else:
             self.run = self._run
@@ -331,10 +340,23 @@ class Island:
         return batch, error
 
 
+def _run_one(name: str, into: _Into) -> Callable[[list[Any]], tuple[list[Any], BaseException | None]]:
+    # Island.run for one stage: the hot path of the default chain
+    def run(batch: list[Any]) -> tuple[list[Any], BaseException | None]:
+        out: list[Any] = []
+        try:
+            into(batch, out)
+        except Exception as exc:
+            return out, _wrap(name, exc)
+        return out, None
+
+    return run
+
+
 def _run_two(
     first: tuple[str, _Into], second: tuple[str, _Into]
 ) -> Callable[[list[Any]], tuple[list[Any], BaseException | None]]:
-    # Island.run unrolled for two stages: the hot path of the default chain
+    # Island.run unrolled for two stages
     first_name, first_into = first
     second_name, second_into = second
 

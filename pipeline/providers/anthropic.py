@@ -32,11 +32,11 @@ from ..sse import SSEDecoder, SSEFrame
 
 __all__ = ["AnthropicParser", "decode_data", "decode_frame", "error_event"]
 
-_decode_wire: Final = msgspec.json.Decoder(WireEvent).decode
+decode_wire: Final = msgspec.json.Decoder(WireEvent).decode
 _decode_any: Final = msgspec.json.Decoder().decode
 
 
-_BAD_DATA: Final = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+BAD_DATA: Final = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 
 
 def decode_frame(frame: SSEFrame) -> RawEvent | None:
@@ -63,8 +63,8 @@ def decode_frame(frame: SSEFrame) -> RawEvent | None:
 def decode_data(name: str | bytes, data: bytes) -> RawEvent:
     """Decode the non-empty *data* of an event named *name* (not ``ping`` or ``error``)."""
     try:
-        event: RawEvent = _decode_wire(data)
-    except _BAD_DATA as exc:
+        event: RawEvent = decode_wire(data)
+    except BAD_DATA as exc:
         return _decode_slow(name if isinstance(name, str) else name.decode("utf-8", "replace"), data, exc)
     return event
 
@@ -150,8 +150,8 @@ class AnthropicParser:
                         pass
                     else:
                         try:
-                            append(_decode_wire(data))
-                        except _BAD_DATA as exc:
+                            append(decode_wire(data))
+                        except BAD_DATA as exc:
                             append(_decode_slow(name[7:].decode("utf-8", "replace"), data, exc))
                     continue
             for frame in sse.process(chunk):
