@@ -113,8 +113,9 @@ def fuse_parse_accumulate_derive(
                             dkind = type(delta)
                             bkind = block.kind
                             if block.done is None and bkind == derived[0]:
-                                # the same fold as fuse_accumulate_derive's, inlined here too: a
-                                # call per event would cost what this fusion saves
+                                # the same fold as fuse_accumulate_derive's, inlined here too:
+                                # handing the event to fold([event], out) instead measured +8%
+                                # instructions per live delta (callgrind)
                                 if dkind is TextDelta and bkind == _TEXT:
                                     piece = delta.text
                                 elif dkind is ThinkingDelta and bkind == _THINKING:

@@ -91,13 +91,12 @@ class Deriver:
                     self._start(event)
                 append(event)
 
-    def _start(self, event: ContentBlockStartEvent, pieces: Pieces | None = None) -> None:
+    def _start(self, event: ContentBlockStartEvent) -> None:
         data = event.content_block
         kind = _KINDS.get(event.block_type, _OTHER)
         key = _TEXT_KEYS.get(kind)
         text = data.get(key) if key else None
-        if pieces is None:
-            pieces = Pieces(text if isinstance(text, str) else "")
+        pieces = Pieces(text if isinstance(text, str) else "")
         start = data.get("input", {}) if kind == _TOOL else None
         self._blocks[event.index] = (kind, pieces, Citations(data.get("citations")), start)
 

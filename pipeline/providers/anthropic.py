@@ -60,12 +60,12 @@ def decode_frame(frame: SSEFrame) -> RawEvent | None:
     return decode_data(name, frame.data)
 
 
-def decode_data(name: str | bytes, data: bytes) -> RawEvent:
+def decode_data(name: str, data: bytes) -> RawEvent:
     """Decode the non-empty *data* of an event named *name* (not ``ping`` or ``error``)."""
     try:
         event: RawEvent = decode_wire(data)
     except BAD_DATA as exc:
-        return _decode_slow(name if isinstance(name, str) else name.decode("utf-8", "replace"), data, exc)
+        return _decode_slow(name, data, exc)
     return event
 
 
