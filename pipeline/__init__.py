@@ -26,6 +26,7 @@ from .errors import (
     IdleTimeoutError,
     IncompleteStreamError,
     JobCancelledError,
+    LimitExceededError,
     OverloadedError,
     PipelineError,
     ProtocolError,
@@ -65,6 +66,7 @@ from .events import (
     UnknownEvent,
 )
 from .jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
+from .limits import DEFAULT_LIMITS, Limits
 from .message import (
     ContainerUploadBlock,
     ContentBlock,
@@ -112,6 +114,7 @@ __all__ = [
     "ContentBlockDeltaEvent",
     "ContentBlockStartEvent",
     "ContentBlockStopEvent",
+    "DEFAULT_LIMITS",
     "DecodeError",
     "Derive",
     "DerivedEvent",
@@ -127,6 +130,8 @@ __all__ = [
     "JobRequest",
     "JobResult",
     "JobSource",
+    "LimitExceededError",
+    "Limits",
     "Map",
     "Message",
     "MessageDeltaEvent",

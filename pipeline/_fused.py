@@ -34,6 +34,7 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
     """Return a ``process_into`` that runs *acc* then *der* over each event."""
     acc_into, der_into = acc.process_into, der.process_into
     acc_blocks, der_blocks = acc._blocks, der._blocks
+    max_tool = acc.max_tool_input  # checked per compacted group (64 pieces) and at the block's stop
 
     def process_into(events: list[Any], out: list[Any]) -> None:
         append = out.append
@@ -63,6 +64,8 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
                             pieces.size += len(piece)
                             if len(tail) >= GROUP:
                                 pieces.compact()
+                                if pieces.size > max_tool and bkind == _TOOL:
+                                    raise acc.tool_input_too_large(index)
                             append(event)
                             if dkind is TextDelta:
                                 append(TextEvent(piece, pieces, pieces.size))
@@ -93,6 +96,7 @@ def fuse_parse_accumulate_derive(
     """
     parse_into, sse = parser.process_into, parser._sse
     acc_blocks, der_blocks = acc._blocks, der._blocks
+    max_tool = acc.max_tool_input
 
     def process_into(chunks: list[bytes], out: list[Any]) -> None:
         append = out.append
@@ -131,6 +135,8 @@ def fuse_parse_accumulate_derive(
                                     pieces.size += len(piece)
                                     if len(tail) >= GROUP:
                                         pieces.compact()
+                                        if pieces.size > max_tool and bkind == _TOOL:
+                                            raise acc.tool_input_too_large(index)
                                     append(event)
                                     if dkind is TextDelta:
                                         append(TextEvent(piece, pieces, pieces.size))

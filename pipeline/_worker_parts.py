@@ -53,7 +53,8 @@ async def open_request(
         return client.stream(
             model=job.model, max_tokens=job.max_tokens, messages=job.messages,
             subscribers=(*config.subscribers, *subscribers), stages=config.stages,
-            allow_incomplete=config.allow_incomplete, extra_headers=job.extra_headers, **job.params,
+            allow_incomplete=config.allow_incomplete, idle_timeout=config.idle_timeout, limits=config.limits,
+            extra_headers=job.extra_headers, **job.params,
         )  # fmt: skip
     assert isinstance(job, JobSource)
     source = job.open()

@@ -20,7 +20,7 @@ from typing import Any, Final, final
 
 import jiter
 
-from .errors import IncompleteStreamError, ProtocolError, ToolInputError, api_stream_error
+from .errors import IncompleteStreamError, LimitExceededError, ProtocolError, ToolInputError, api_stream_error
 from .events import (
     CitationsDelta,
     ContentBlockDeltaEvent,
@@ -40,6 +40,7 @@ from .events import (
     ThinkingDelta,
     UnknownEvent,
 )
+from .limits import DEFAULT_LIMITS, Limits
 from .message import ContentBlock, Message, block_from_dict, copy_json
 
 __all__ = ["Accumulator"]
@@ -121,14 +122,17 @@ class Accumulator:
         allow_incomplete: At the end of input without ``message_stop``, finish with the
             partial message (as the SDK does) instead of raising
             :class:`~pipeline.errors.IncompleteStreamError`.
+        limits: Its ``max_blocks`` and ``max_tool_input_chars`` apply here.
     """
 
-    __slots__ = ("_allow_incomplete", "_message", "_blocks", "_final", "_last")
+    __slots__ = ("_allow_incomplete", "_message", "_blocks", "_final", "_last", "max_blocks", "max_tool_input")
 
     name = "accumulate"
 
-    def __init__(self, *, allow_incomplete: bool = False) -> None:
+    def __init__(self, *, allow_incomplete: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
         self._allow_incomplete = allow_incomplete
+        self.max_blocks = limits.max_blocks
+        self.max_tool_input = limits.max_tool_input_chars
         self._message: dict[str, Any] | None = None
         self._blocks: list[_Block] = []
         self._final: Message | None = None
@@ -176,8 +180,8 @@ class Accumulator:
                         if block.kind == _TEXT:
                             block.pieces.add(delta.text)
                     elif dkind is InputJSONDelta:
-                        if block.kind == _TOOL:
-                            block.pieces.add(delta.partial_json)
+                        if block.kind == _TOOL and block.pieces.add(delta.partial_json) > self.max_tool_input:
+                            raise self.tool_input_too_large(index)
                     elif dkind is ThinkingDelta:
                         if block.kind == _THINKING:
                             block.pieces.add(delta.thinking)
@@ -226,6 +230,8 @@ class Accumulator:
                     raise self._protocol(
                         "content_block_start", f"index {event.index}, expected {len(self._blocks)}"
                     )
+                if event.index >= self.max_blocks:
+                    raise self._too_many_blocks()
                 # never mutated in place (build() works on a copy; to_dict() copies deep)
                 self._blocks.append(_Block(event.index, event.content_block))
                 append(event)
@@ -245,6 +251,8 @@ class Accumulator:
         self._message = message
         if isinstance(content, list):  # the API sends [], but a prefilled start may not
             self._blocks.extend(_Block(i, b) for i, b in enumerate(content) if isinstance(b, dict))
+            if len(self._blocks) > self.max_blocks:
+                raise self._too_many_blocks()
 
     def _stop_block(self, index: int) -> ContentBlock:
         if not 0 <= index < len(self._blocks):
@@ -252,6 +260,8 @@ class Accumulator:
         block = self._blocks[index]
         if block.done is not None:
             raise self._protocol("content_block_stop", f"for block {index} that already stopped")
+        if block.kind == _TOOL and block.pieces.size > self.max_tool_input:
+            raise self.tool_input_too_large(index)
         try:
             block.done = block.build(partial=False)
         except ToolInputError as exc:
@@ -302,6 +312,20 @@ class Accumulator:
                 last = self._last
                 raise IncompleteStreamError(self.snapshot(), None if last is None else last.type)
         return []
+
+    def tool_input_too_large(self, index: int) -> LimitExceededError:
+        """The error of tool block *index* whose input went over ``max_tool_input_chars``."""
+        name = self._blocks[index].data.get("name")
+        error = LimitExceededError(
+            "max_tool_input_chars", self.max_tool_input, f"the input of tool {name!r} in block {index}"
+        )
+        error.partial_message = self.snapshot()
+        return error
+
+    def _too_many_blocks(self) -> LimitExceededError:
+        error = LimitExceededError("max_blocks", self.max_blocks, "the number of content blocks")
+        error.partial_message = self.snapshot()
+        return error
 
     def _require_start(self, event_type: str) -> None:
         if self._message is None:

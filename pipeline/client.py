@@ -29,6 +29,7 @@ import msgspec
 import structlog
 
 from .errors import APIConnectionError, APIError, APITimeoutError, api_error
+from .limits import Limits
 from .runner import MessageStream, open_stream
 
 __all__ = ["DEFAULT_BASE_URL", "MessagesClient", "RetryPolicy"]
@@ -170,6 +171,7 @@ class MessagesClient:
         stages: Sequence[Any] = (),
         allow_incomplete: bool = False,
         idle_timeout: float | None = None,
+        limits: Limits | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> _StreamRequest:
@@ -177,7 +179,8 @@ class MessagesClient:
         body starts) and yields the :class:`MessageStream` over its body.
 
         Other Messages API parameters (``system``, ``tools``, ``temperature``, ``thinking``,
-        ...) go in ``**params``.
+        ...) go in ``**params``; *subscribers*, *stages*, *allow_incomplete*, *idle_timeout*
+        and *limits* are those of :func:`~pipeline.open_stream`.
         """
         body = {"model": model, "max_tokens": max_tokens, "messages": list(messages), **params, "stream": True}
         headers = {**self._headers, **(extra_headers or {})}
@@ -186,6 +189,7 @@ class MessagesClient:
             "stages": stages,
             "allow_incomplete": allow_incomplete,
             "idle_timeout": idle_timeout,
+            "limits": limits,
         }
         return _StreamRequest(self, body, headers, options)
 

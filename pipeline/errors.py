@@ -10,6 +10,7 @@ Every error the library raises on bad input or a failing upstream is one of thes
     ├── IncompleteStreamError       the stream ended before ``message_stop``
     ├── SourceError                 reading the source failed (e.g. the connection was cut)
     ├── IdleTimeoutError            the source sent nothing for ``idle_timeout`` seconds
+    ├── LimitExceededError          the stream went over one of its :class:`~pipeline.Limits`
     ├── APIConnectionError          the API could not be reached (before any event)
     │   └── APITimeoutError         the request timed out (before any event)
     ├── APIError                    the API reported an error, typed per error type: an
@@ -56,6 +57,7 @@ __all__ = [
     "IncompleteStreamError",
     "InvalidRequestError",
     "JobCancelledError",
+    "LimitExceededError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -174,6 +176,20 @@ class IdleTimeoutError(PipelineError):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         super().__init__(f"no bytes for {seconds:g} s (idle_timeout)")
+
+
+class LimitExceededError(PipelineError):
+    """The stream went over one of its :class:`~pipeline.Limits`; it was closed.
+
+    Attributes:
+        limit: The name of the :class:`~pipeline.Limits` field, e.g. ``"max_blocks"``.
+        value: That limit's value.
+    """
+
+    def __init__(self, limit: str, value: int, what: str) -> None:
+        self.limit = limit
+        self.value = value
+        super().__init__(f"{what} exceeds {limit} ({value:,})")
 
 
 class APIConnectionError(PipelineError):

@@ -33,8 +33,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._plumbing import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
 from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
-from .errors import PipelineError, SourceError, StageError
+from .errors import LimitExceededError, PipelineError, SourceError, StageError
 from .events import DerivedEvent, TextEvent
+from .limits import DEFAULT_LIMITS, Limits
 from .message import Message, TextBlock
 from .stage import Island, resolve
 
@@ -85,6 +86,7 @@ class MessageStream:
         "_events",
         "_finished",
         "_idle_timeout",
+        "_max_bytes",
         "_pending",
         "_plan",
         "_pos",
@@ -103,12 +105,16 @@ class MessageStream:
         subscribers: Sequence[object] = (),
         allow_incomplete: bool = False,
         idle_timeout: float | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if idle_timeout is not None and not idle_timeout > 0:
             raise ValueError(f"idle_timeout must be > 0 or None, got {idle_timeout!r}")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a pipeline.Limits, got {type(limits).__name__}")
         self._idle_timeout = idle_timeout
+        self._max_bytes = (limits or DEFAULT_LIMITS).max_stream_bytes
         self._source = source
-        self._chain = resolve(stages, allow_incomplete=allow_incomplete)
+        self._chain = resolve(stages, allow_incomplete=allow_incomplete, limits=limits)
         self._bus = EventBus()
         for sub in subscribers:
             self._bus.subscribe(_as_subscription(sub))
@@ -199,6 +205,8 @@ class MessageStream:
                     async for chunk in source:
                         self._chunks += 1
                         self._bytes += len(chunk)
+                        if self._bytes > self._max_bytes:
+                            raise self._too_many_bytes()
                         if not await self._forward(island, [chunk], send):
                             return
                 else:
@@ -256,6 +264,9 @@ class MessageStream:
         chunks = chunks_of(self._source)
         return chunks if self._idle_timeout is None else IdleLimited(chunks, self._idle_timeout)
 
+    def _too_many_bytes(self) -> LimitExceededError:
+        return LimitExceededError("max_stream_bytes", self._max_bytes, "the stream's body")
+
     def _source_error(self, exc: Exception) -> PipelineError:
         if isinstance(exc, PipelineError):
             return exc
@@ -297,6 +308,8 @@ class MessageStream:
                     chunk = await self._source_iter.__anext__()
                     self._chunks += 1
                     self._bytes += len(chunk)
+                    if self._bytes > self._max_bytes:
+                        await self._fail(self._too_many_bytes())
                     batch = [chunk]
                 else:
                     assert self._receive is not None
@@ -323,6 +336,7 @@ class MessageStream:
         # end of the source and leaves the ending (flush, errors) to _next_batch.
         assert self._plan is not None and self._source_iter is not None
         source, run, bus = self._source_iter, self._plan.last.run, self._bus
+        max_bytes = self._max_bytes - self._bytes
         chunks = size = events = 0
         try:
             while True:
@@ -335,6 +349,8 @@ class MessageStream:
                     await self._fail(self._source_error(exc))
                 chunks += 1
                 size += len(chunk)
+                if size > max_bytes:
+                    await self._fail(self._too_many_bytes())
                 out, error = run([chunk])
                 if out:
                     events += len(out)
@@ -561,6 +577,7 @@ def open_stream(
     stages: Sequence[Any] = (),
     allow_incomplete: bool = False,
     idle_timeout: float | None = None,
+    limits: Limits | None = None,
 ) -> MessageStream:
     """Open a streaming message over *source*; use the result with ``async with``.
 
@@ -578,6 +595,9 @@ def open_stream(
             source) when it sends nothing for this many seconds; ``None`` waits forever.
             Pings count as activity: the API pings idle streams, so a few tens of seconds
             is a safe choice.
+        limits: What the stream may send before it fails with
+            :class:`~pipeline.errors.LimitExceededError` (see :class:`~pipeline.Limits`);
+            ``None``: the defaults, far above what the API sends.
     """
     return MessageStream(
         source,
@@ -585,6 +605,7 @@ def open_stream(
         subscribers=subscribers,
         allow_incomplete=allow_incomplete,
         idle_timeout=idle_timeout,
+        limits=limits,
     )
 
 
@@ -595,7 +616,7 @@ class Pipeline:
     Stage specs are opened afresh for each stream; subscriber objects are shared.
     """
 
-    __slots__ = ("stages", "subscribers", "allow_incomplete", "idle_timeout")
+    __slots__ = ("stages", "subscribers", "allow_incomplete", "idle_timeout", "limits")
 
     def __init__(
         self,
@@ -604,11 +625,13 @@ class Pipeline:
         subscribers: Sequence[object] = (),
         allow_incomplete: bool = False,
         idle_timeout: float | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.stages = tuple(stages)
         self.subscribers = tuple(subscribers)
         self.allow_incomplete = allow_incomplete
         self.idle_timeout = idle_timeout
+        self.limits = limits
         resolve(self.stages)  # validate early
 
     def open_stream(self, source: AsyncIterable[bytes] | Any, *, subscribers: Sequence[object] = ()) -> MessageStream:
@@ -619,4 +642,5 @@ class Pipeline:
             subscribers=(*self.subscribers, *subscribers),
             allow_incomplete=self.allow_incomplete,
             idle_timeout=self.idle_timeout,
+            limits=self.limits,
         )

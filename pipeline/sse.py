@@ -19,7 +19,7 @@ from typing import Final, final
 
 import msgspec
 
-from .errors import FramingError
+from .errors import LimitExceededError
 
 __all__ = ["SSEDecoder", "SSEFrame"]
 
@@ -66,21 +66,21 @@ class SSEDecoder:
         "_max_size",
     )
 
-    def __init__(self, *, dispatch_named_empty: bool = False, max_event_size: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, *, dispatch_named_empty: bool = False, max_event_bytes: int = 64 * 1024 * 1024) -> None:
         """Make a decoder.
 
         Args:
             dispatch_named_empty: Also dispatch an event that has an ``event`` field but no
                 data (with ``data=b""``), where the standard drops it. The official SDK
                 does this, so that a bare ``event: error`` is not lost.
-            max_event_size: The most bytes an unfinished line or event may hold; more is a
-                :class:`~pipeline.errors.FramingError` (an upstream that never ends a line
-                must not take all memory). When unsure, keep the default (64 MiB).
+            max_event_bytes: The most bytes an unfinished line or event may hold; more is a
+                :class:`~pipeline.errors.LimitExceededError` (an upstream that never ends a
+                line must not take all memory). When unsure, keep the default (64 MiB).
         """
-        if max_event_size < 1:
-            raise ValueError(f"max_event_size must be >= 1, got {max_event_size}")
+        if max_event_bytes < 1:
+            raise ValueError(f"max_event_bytes must be >= 1, got {max_event_bytes}")
         self._named_empty = dispatch_named_empty
-        self._max_size = max_event_size
+        self._max_size = max_event_bytes
         self._tail = b""  # an unterminated last line, carried to the next chunk
         self._skip_lf = False  # the previous chunk ended in CR: a leading LF belongs to it
         self._started = False  # the BOM check is done
@@ -119,13 +119,13 @@ class SSEDecoder:
             self._tail = buf
             if len(buf) > self._max_size:
                 self._tail = b""
-                raise FramingError(f"a line exceeds max_event_size ({self._max_size} bytes)")
+                raise LimitExceededError("max_event_bytes", self._max_size, "an SSE line")
             return []
         self._tail = tail = buf[end + 1 :]
         out = self._lines(buf[:end].split(b"\n"))
         if len(tail) > self._max_size or (self._data is not None and len(self._data) > self._max_size):
             self._tail, self._data = b"", None
-            raise FramingError(f"an event exceeds max_event_size ({self._max_size} bytes)")
+            raise LimitExceededError("max_event_bytes", self._max_size, "an SSE event")
         self.idle = not tail and not self._skip_lf and self._event is None and self._data is None
         return out
 

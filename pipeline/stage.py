@@ -27,6 +27,7 @@ from ._fused import fuse_accumulate_derive, fuse_parse_accumulate_derive
 from .accumulate import Accumulator
 from .derive import Deriver
 from .errors import PipelineError, StageError
+from .limits import DEFAULT_LIMITS, Limits
 from .providers.anthropic import AnthropicParser
 
 if TYPE_CHECKING:
@@ -74,17 +75,24 @@ class AsyncStage(Protocol):
 
 @final
 class Parse:
-    """The built-in ``parse`` stage: SSE framing + msgspec decode of each event."""
+    """The built-in ``parse`` stage: SSE framing + msgspec decode of each event.
 
-    __slots__ = ()
+    Args:
+        limits: Its ``max_event_bytes`` applies here; ``None``: the stream's limits.
+    """
+
+    __slots__ = ("limits",)
     name = "parse"
+
+    def __init__(self, *, limits: Limits | None = None) -> None:
+        self.limits = limits
 
     def open(self) -> AnthropicParser:
         """Return a fresh parser for one stream."""
-        return AnthropicParser()
+        return AnthropicParser(max_event_bytes=(self.limits or DEFAULT_LIMITS).max_event_bytes)
 
     def __repr__(self) -> str:
-        return "parse()"
+        return "parse()" if self.limits is None else f"parse(limits={self.limits!r})"
 
 
 @final
@@ -95,20 +103,24 @@ class Accumulate:
         allow_incomplete: Accept a stream that ends without ``message_stop`` and finish
             with the partial message, as the official SDK does, instead of raising
             :class:`~pipeline.errors.IncompleteStreamError`.
+        limits: Its ``max_blocks`` and ``max_tool_input_chars`` apply here; ``None``: the
+            stream's limits.
     """
 
-    __slots__ = ("allow_incomplete",)
+    __slots__ = ("allow_incomplete", "limits")
     name = "accumulate"
 
-    def __init__(self, *, allow_incomplete: bool = False) -> None:
+    def __init__(self, *, allow_incomplete: bool = False, limits: Limits | None = None) -> None:
         self.allow_incomplete = allow_incomplete
+        self.limits = limits
 
     def open(self) -> Accumulator:
         """Return a fresh accumulator for one stream."""
-        return Accumulator(allow_incomplete=self.allow_incomplete)
+        return Accumulator(allow_incomplete=self.allow_incomplete, limits=self.limits or DEFAULT_LIMITS)
 
     def __repr__(self) -> str:
-        return f"accumulate(allow_incomplete={self.allow_incomplete})"
+        extra = "" if self.limits is None else f", limits={self.limits!r}"
+        return f"accumulate(allow_incomplete={self.allow_incomplete}{extra})"
 
 
 @final
@@ -178,14 +190,14 @@ class Map:
         return f"Map({self.name})"
 
 
-def parse() -> Parse:
-    """The built-in SSE framing + decoding stage."""
-    return Parse()
+def parse(*, limits: Limits | None = None) -> Parse:
+    """The built-in SSE framing + decoding stage (see :class:`Parse`)."""
+    return Parse(limits=limits)
 
 
-def accumulate(*, allow_incomplete: bool = False) -> Accumulate:
+def accumulate(*, allow_incomplete: bool = False, limits: Limits | None = None) -> Accumulate:
     """The built-in message accumulation stage (see :class:`Accumulate`)."""
-    return Accumulate(allow_incomplete=allow_incomplete)
+    return Accumulate(allow_incomplete=allow_incomplete, limits=limits)
 
 
 def derive() -> Derive:
@@ -201,12 +213,23 @@ def boundary(*, buffer: int = 4) -> Boundary:
 BUILTIN = (Parse, Accumulate, Derive)
 
 
-def resolve(stages: Sequence[Any], *, allow_incomplete: bool = False) -> list[Any]:
+def resolve(stages: Sequence[Any], *, allow_incomplete: bool = False, limits: Limits | None = None) -> list[Any]:
     """Return the full chain: *stages* as given when it names a built-in stage, otherwise
-    the built-in chain followed by *stages*."""
+    the built-in chain followed by *stages*. Built-in ``parse`` and ``accumulate`` stages
+    without limits of their own get *limits*."""
     if any(isinstance(s, BUILTIN) for s in stages):
-        return list(stages)
-    return [Parse(), Accumulate(allow_incomplete=allow_incomplete), Derive(), *stages]
+        if limits is None:
+            return list(stages)
+        return [_with_limits(s, limits) for s in stages]
+    return [Parse(limits=limits), Accumulate(allow_incomplete=allow_incomplete, limits=limits), Derive(), *stages]
+
+
+def _with_limits(spec: Any, limits: Limits) -> Any:
+    if isinstance(spec, Parse) and spec.limits is None:
+        return Parse(limits=limits)
+    if isinstance(spec, Accumulate) and spec.limits is None:
+        return Accumulate(allow_incomplete=spec.allow_incomplete, limits=limits)
+    return spec
 
 
 def open_logic(spec: Any) -> Any:

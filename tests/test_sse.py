@@ -225,24 +225,24 @@ def test_any_chunking_gives_the_frames_of_the_whole_body(text: str, cuts: list[i
 # --- limits and options -------------------------------------------------------------------
 
 
-def test_an_endless_line_is_a_framing_error_with_bounded_memory() -> None:
+def test_an_endless_line_is_a_limit_error_with_bounded_memory() -> None:
     """An upstream that never ends a line fails once the limit is passed, not at OOM."""
-    decoder = SSEDecoder(max_event_size=100)
+    decoder = SSEDecoder(max_event_bytes=100)
     assert decoder.process(b"data: " + b"x" * 90) == []
-    with pytest.raises(errors.FramingError, match=r"^a line exceeds max_event_size \(100 bytes\)$"):
+    with pytest.raises(errors.LimitExceededError, match=r"^an SSE line exceeds max_event_bytes \(100\)$"):
         decoder.process(b"x" * 20)
 
 
-def test_an_endless_event_is_a_framing_error() -> None:
-    decoder = SSEDecoder(max_event_size=100)
-    with pytest.raises(errors.FramingError, match=r"^an event exceeds max_event_size \(100 bytes\)$"):
+def test_an_endless_event_is_a_limit_error() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    with pytest.raises(errors.LimitExceededError, match=r"^an SSE event exceeds max_event_bytes \(100\)$"):
         for _ in range(20):
             decoder.process(b"data: 0123456789\n")
 
 
-def test_max_event_size_must_be_positive() -> None:
-    with pytest.raises(ValueError, match=r"^max_event_size must be >= 1, got 0$"):
-        SSEDecoder(max_event_size=0)
+def test_max_event_bytes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"^max_event_bytes must be >= 1, got 0$"):
+        SSEDecoder(max_event_bytes=0)
 
 
 def test_named_events_without_data_on_request() -> None:

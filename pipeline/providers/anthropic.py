@@ -113,9 +113,9 @@ class AnthropicParser:
 
     name = "parse"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = 64 * 1024 * 1024) -> None:
         # named events without data are dispatched, so that a bare `event: error` fails
-        self._sse = SSEDecoder(dispatch_named_empty=True)
+        self._sse = SSEDecoder(dispatch_named_empty=True, max_event_bytes=max_event_bytes)
 
     def process(self, chunk: bytes) -> list[RawEvent]:
         """Frame and decode *chunk*; return the raw events it completes."""
