@@ -95,6 +95,7 @@ class MessageStream:
         "_source_iter",
         "_tg",
         "_upstream_error",
+        "_upstream_rank",
     )
 
     def __init__(
@@ -123,6 +124,7 @@ class MessageStream:
         self._source_iter: AsyncIterator[bytes] | None = None
         self._receive: MemoryObjectReceiveStream[list[Any]] | None = None
         self._upstream_error: BaseException | None = None
+        self._upstream_rank = 0  # where it happened: 0 the source, i + 1 the plan's node i
         self._error: BaseException | None = None
         self._pending: BaseException | None = None  # an error to raise after the batch before it
         self._finished = False
@@ -178,18 +180,19 @@ class MessageStream:
 
     async def _start_tasks(self, tg: TaskGroup, plan: Plan) -> None:
         upstream: MemoryObjectReceiveStream[list[Any]] | None = None
-        for node, buffer in zip(plan.nodes[:-1], plan.buffers, strict=True):
+        for rank, (node, buffer) in enumerate(zip(plan.nodes[:-1], plan.buffers, strict=True), 1):
             send, receive = anyio.create_memory_object_stream[list[Any]](buffer)
             if isinstance(node, Island):
-                await tg.start(self._pump, node, upstream, send)
+                await tg.start(self._pump, rank, node, upstream, send)
             else:
                 assert upstream is not None
-                await tg.start(self._run_async_stage, node, upstream, send)
+                await tg.start(self._run_async_stage, rank, node, upstream, send)
             upstream = receive
         self._receive = upstream
 
     async def _pump(
         self,
+        rank: int,
         island: Island,
         receive: MemoryObjectReceiveStream[list[Any]] | None,
         send: MemoryObjectSendStream[list[Any]],
@@ -207,41 +210,54 @@ class MessageStream:
                         self._bytes += len(chunk)
                         if self._bytes > self._max_bytes:
                             raise self._too_many_bytes()
-                        if not await self._forward(island, [chunk], send):
+                        if not await self._forward(rank, island, [chunk], send):
                             return
                 else:
                     assert receive is not None
                     async with receive:
                         async for batch in receive:
                             batch = drain(receive, batch)
-                            if not await self._forward(island, batch, send):
+                            if not await self._forward(rank, island, batch, send):
                                 return
                 if self._upstream_error is None:
                     out, error = island.finish()
                     if out:
                         await send.send(out)
                     if error is not None:
-                        self._upstream_error = error
+                        self._upstream_failed(rank, error)
         except anyio.BrokenResourceError:
             pass  # the stage after us stopped reading: nothing left to do
         except Exception as exc:  # the source failed: deliver what we have, then the error
-            self._upstream_error = self._upstream_error or self._source_error(exc)
+            self._upstream_failed(0, self._source_error(exc))
         finally:
             if source is not None:
                 with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                     await aclose_source(source, self._source)
 
-    async def _forward(self, island: Island, batch: list[Any], send: MemoryObjectSendStream[list[Any]]) -> bool:
+    async def _forward(
+        self, rank: int, island: Island, batch: list[Any], send: MemoryObjectSendStream[list[Any]]
+    ) -> bool:
         out, error = island.run(batch)
         if out:
             await send.send(out)
         if error is not None:
-            self._upstream_error = self._upstream_error or error
+            self._upstream_failed(rank, error)
             return False
-        return self._upstream_error is None
+        # An upstream island's error does not stop this one: the batches sent before that
+        # error are still in our channel and must reach the consumer first. Our channel
+        # ends after them; a downstream island that stops closes its channel, which ends
+        # the islands before it (BrokenResourceError).
+        return True
+
+    def _upstream_failed(self, rank: int, error: BaseException) -> None:
+        # Of two failures upstream of the consumer, the one nearer to it (higher rank) is
+        # the one of the earlier event: what it processed came before the other's failure.
+        if self._upstream_error is None or rank > self._upstream_rank:
+            self._upstream_error, self._upstream_rank = error, rank
 
     async def _run_async_stage(
         self,
+        rank: int,
         node: tuple[str, Any],
         receive: MemoryObjectReceiveStream[list[Any]],
         send: MemoryObjectSendStream[list[Any]],
@@ -258,7 +274,7 @@ class MessageStream:
         except Exception as exc:
             error = StageError(name, exc)
             error.__cause__ = exc
-            self._upstream_error = self._upstream_error or error
+            self._upstream_failed(rank, error)
 
     def _open_source(self) -> AsyncIterator[bytes]:
         chunks = chunks_of(self._source)
