@@ -27,6 +27,15 @@ from .testing import (
 ERROR_EVENT: Final = (
     b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
 )
+GARBAGE_LINES: Final = b"<html>502 Bad Gateway</html>\n\x00\xff\xfe not an SSE field\n\n"
+"""Lines of no SSE field (a proxy's page, binary noise): the event-stream rules ignore them."""
+GARBAGE_DATA: Final = b"event: content_block_delta\ndata: <html>502 Bad Gateway</html>\n\n"
+"""An event whose data is not JSON."""
+TRUNCATED_UTF8: Final = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"price: \xe2\x82"}}\n\n'
+)
+"""An event whose data holds a UTF-8 sequence cut short (the first two bytes of a euro sign)."""
 MESSAGES_PATH: Final = "/v1/messages"
 MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
 _EVENT_END: Final = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -66,6 +75,13 @@ class Script:
         drip_bytes: Without pacing, send this many bytes per chunk, ``drip_delay`` apart.
         drip_delay: Seconds between dripped chunks.
         request_id: The ``request-id`` header; a generated ``req_...`` id by default.
+        inject: ``(n, data)``: send *data* after the first *n* events, then the rest of the
+            body (see :data:`GARBAGE_LINES`, :data:`GARBAGE_DATA`, :data:`TRUNCATED_UTF8`).
+        close_before_response: Read the request, then close the connection without
+            answering.
+
+    A negative event count counts from the end: ``cut_after_events=-1`` cuts the
+    connection just before ``message_stop``.
     """
 
     body: bytes | None = None
@@ -80,6 +96,8 @@ class Script:
     drip_bytes: int | None = None
     drip_delay: float = 0.001
     request_id: str | None = None
+    inject: tuple[int, bytes] | None = None
+    close_before_response: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +198,9 @@ class _Plan:
 
 def _plan(script: Script, body: bytes) -> _Plan:
     events, abrupt = split_events(body), False
+    if script.inject is not None:
+        at, data = script.inject
+        events.insert(at if at >= 0 else len(events) + at, data)
     if script.error_event_after is not None:
         events = [*events[:script.error_event_after], ERROR_EVENT]
     if script.cut_after_events is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import random
 import string
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
@@ -31,7 +32,10 @@ from ._fake_protocol import (
     _ERROR_MESSAGES,
     _ERROR_TYPES,
     ERROR_EVENT,
+    GARBAGE_DATA,
+    GARBAGE_LINES,
     MAX_REQUEST_BYTES,
+    TRUNCATED_UTF8,
     FakeServerStatistics,
     ReceivedRequest,
     Script,
@@ -47,7 +51,8 @@ from ._fake_protocol import (
     workload_for,
 )
 
-__all__ = ["ERROR_EVENT", "FakeServer", "FakeServerStatistics", "ReceivedRequest", "Script", "generate_body",
+__all__ = ["ERROR_EVENT", "GARBAGE_DATA", "GARBAGE_LINES", "TRUNCATED_UTF8", "FakeServer", "FakeServerStatistics",
+           "ReceivedRequest", "Script", "generate_body",
            "last_user_text", "split_events", "workload_for"]
 
 _WRITE_BATCH: Final = 16 * 1024  # unpaced chunks are coalesced into socket writes of about this size
@@ -224,8 +229,11 @@ class FakeServer:
         seed: Generated bodies are seeded by ``seed`` plus the number of the valid request
             (0-based), so runs are deterministic.
 
+        keep_requests: How many of the latest requests :attr:`requests` keeps (a long-running
+            server must not keep them all).
+
     Attributes:
-        requests: Every request received, valid or not, in order.
+        requests: The latest requests received (valid or not), oldest first.
     """
 
     def __init__(
@@ -236,6 +244,7 @@ class FakeServer:
         port: int = 0,
         api_key: str | None = None,
         seed: int = 0,
+        keep_requests: int = 10_000,
     ) -> None:
         self._scripts = scripts if scripts is None or callable(scripts) else tuple(scripts)
         self._host, self._port, self._api_key, self._seed = host, port, api_key, seed
@@ -245,7 +254,8 @@ class FakeServer:
         self._stats = _Counters()
         self._scripted = 0
         self._changed: anyio.Event | None = None
-        self.requests: list[ReceivedRequest] = []
+        self.requests: deque[ReceivedRequest] = deque(maxlen=keep_requests)
+        self._received = 0
 
     @property
     def url(self) -> str:
@@ -301,7 +311,7 @@ class FakeServer:
 
     def statistics(self) -> FakeServerStatistics:
         """A snapshot of the counters."""
-        return FakeServerStatistics(len(self.requests), **asdict(self._stats))
+        return FakeServerStatistics(self._received, **asdict(self._stats))
 
     async def wait_client_disconnect(self, n: int = 1) -> None:
         """Wait until at least *n* client disconnects mid-body were observed."""
@@ -337,12 +347,15 @@ class FakeServer:
     async def _answer(self, conn: _Connection, event: h11.Request, content: bytes) -> bool:
         request = _received(event, content)
         self.requests.append(request)
+        self._received += 1
         problem = _validate(request, self._api_key)
         if problem is not None:
             await conn.send_error(*problem, self._request_id())
             return True
         script, number = self._next_script(request)
         request_id = self._request_id(script.request_id)
+        if script.close_before_response:
+            return False  # the connection closes with no answer
         if script.status != 200:
             default = "api_error" if script.status >= 500 else "invalid_request_error"
             error_type = script.error_type or _ERROR_TYPES.get(script.status, default)
