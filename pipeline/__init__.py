@@ -67,6 +67,7 @@ from .events import (
 )
 from .jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
 from .limits import DEFAULT_LIMITS, Limits
+from .logs import REDACTED, SECRET_KEYS, configure_logging, redact_secrets
 from .message import (
     ContainerUploadBlock,
     ContentBlock,
@@ -145,12 +146,14 @@ __all__ = [
     "Pipeline",
     "PipelineError",
     "ProtocolError",
+    "REDACTED",
     "RateLimitError",
     "RawContentBlockStopEvent",
     "RawEvent",
     "RawMessageStopEvent",
     "RedactedThinkingBlock",
     "RetryPolicy",
+    "SECRET_KEYS",
     "SSEDecoder",
     "SSEFrame",
     "ServerToolResultBlock",
@@ -185,8 +188,10 @@ __all__ = [
     "accumulate",
     "boundary",
     "chunks_of",
+    "configure_logging",
     "derive",
     "errors",
     "open_stream",
     "parse",
+    "redact_secrets",
 ]

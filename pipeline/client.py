@@ -183,7 +183,8 @@ class MessagesClient:
         and *limits* are those of :func:`~pipeline.open_stream`.
         """
         body = {"model": model, "max_tokens": max_tokens, "messages": list(messages), **params, "stream": True}
-        headers = {**self._headers, **(extra_headers or {})}
+        headers = httpx.Headers(self._headers)
+        headers.update(extra_headers or {})  # names are case-insensitive: X-Api-Key replaces x-api-key
         options = {
             "subscribers": subscribers,
             "stages": stages,
@@ -244,7 +245,7 @@ class _StreamRequest:
     __slots__ = ("_client", "_body", "_headers", "_options", "_stream")
 
     def __init__(
-        self, client: MessagesClient, body: dict[str, Any], headers: dict[str, str], options: dict[str, Any]
+        self, client: MessagesClient, body: dict[str, Any], headers: Mapping[str, str], options: dict[str, Any]
     ) -> None:
         self._client = client
         self._body = body

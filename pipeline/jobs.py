@@ -12,6 +12,7 @@ from typing import Any, final
 
 import msgspec
 
+from .logs import redact_secrets
 from .message import Message
 
 __all__ = ["Job", "JobRequest", "JobResult", "JobSource", "ShutdownReport", "WorkerStatistics"]
@@ -47,6 +48,10 @@ class JobRequest(Job, frozen=True, kw_only=True):
     messages: Sequence[Mapping[str, Any]]
     params: Mapping[str, Any] = {}
     extra_headers: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:  # never an API key given in extra_headers
+        fields = redact_secrets(None, "repr", {name: getattr(self, name) for name in self.__struct_fields__})
+        return f"JobRequest({', '.join(f'{name}={value!r}' for name, value in fields.items())})"
 
 
 @final

@@ -1,4 +1,6 @@
-"""Structured event log: one structlog line per chosen kind of event, plus a secret redactor.
+"""Structured event log: one structlog line per chosen kind of event.
+
+``redact_secrets`` (the framework's, re-exported here) masks API keys in any log line.
 
 ::
 
@@ -15,14 +17,13 @@ usage, not text, thinking or tool input.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Final, final
 
 import structlog
-from structlog.typing import EventDict, WrappedLogger
 
 import pipeline
+from pipeline import REDACTED, SECRET_KEYS, redact_secrets
 
 __all__ = ["DEFAULT_KINDS", "KINDS", "REDACTED", "SECRET_KEYS", "EventLogger", "redact_secrets"]
 
@@ -43,12 +44,6 @@ KINDS: Final = frozenset(
 DEFAULT_KINDS: Final = frozenset({"content_block_start", "content_block_stop", "message_stop", "error"})
 """Block starts and stops, the message stop (with usage) and stream errors."""
 
-SECRET_KEYS: Final = frozenset({"x-api-key", "api-key", "authorization", "proxy-authorization"})
-"""Keys whose values :func:`redact_secrets` masks, compared lower-cased with ``_`` as ``-``."""
-
-REDACTED: Final = "[redacted]"
-_KEY_PATTERN: Final = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
-_MAX_DEPTH: Final = 8
 
 
 @final
@@ -181,50 +176,3 @@ class EventLogger:
             cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
             cache_read_input_tokens=usage.cache_read_input_tokens or 0,
         )
-
-
-def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """A structlog processor that masks secrets before anything renders them.
-
-    The value of any key in :data:`SECRET_KEYS` (``x-api-key``, ``authorization``,
-    ``api_key``, ...; any case, ``_`` or ``-``) becomes :data:`REDACTED`, at the top level
-    and inside nested mappings, lists and tuples (``headers={...}``); nested containers are
-    copied only when something in them is masked. Strings that contain an Anthropic API key
-    (``sk-ant-...``) anywhere are masked too.
-
-    Args:
-        logger: The wrapped logger (unused).
-        method_name: The log method's name (unused).
-        event_dict: The event dict; its top level is changed in place.
-
-    Returns:
-        The event dict.
-    """
-    for key, value in event_dict.items():
-        event_dict[key] = REDACTED if _is_secret(key) else _scrub(value, 0)
-    return event_dict
-
-
-def _is_secret(key: object) -> bool:
-    return isinstance(key, str) and key.lower().replace("_", "-") in SECRET_KEYS
-
-
-def _scrub(value: Any, depth: int) -> Any:
-    if isinstance(value, str):
-        return _KEY_PATTERN.sub(REDACTED, value) if "sk-ant-" in value else value
-    if depth >= _MAX_DEPTH:
-        return value
-    if isinstance(value, Mapping):
-        changed = False
-        items: list[tuple[Any, Any]] = []
-        for k, v in value.items():
-            new = REDACTED if _is_secret(k) else _scrub(v, depth + 1)
-            changed = changed or new is not v
-            items.append((k, new))
-        return dict(items) if changed else value
-    if isinstance(value, (list, tuple)):
-        scrubbed = [_scrub(v, depth + 1) for v in value]
-        if all(new is old for new, old in zip(scrubbed, value, strict=True)):
-            return value
-        return tuple(scrubbed) if isinstance(value, tuple) else scrubbed
-    return value

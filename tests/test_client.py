@@ -63,6 +63,17 @@ async def test_request_shape_and_stream() -> None:
     }
 
 
+async def test_extra_headers_replace_the_clients_whatever_their_case() -> None:
+    seen: list[httpx.Request] = []
+    async with client_for([sse()], seen) as client:
+        headers = {"X-Api-Key": "sk-other", "Anthropic-Beta": "b1"}
+        async with client.stream(model="m", max_tokens=1, messages=MESSAGES, extra_headers=headers) as stream:
+            await stream.until_done()
+    (request,) = seen
+    assert request.headers.get_list("x-api-key") == ["sk-other"]  # one value, not both joined
+    assert request.headers["anthropic-beta"] == "b1" and request.headers["anthropic-version"] == "2023-06-01"
+
+
 @pytest.mark.parametrize("status,kind", [(529, "overloaded_error"), (500, "api_error"), (429, "rate_limit_error")])
 async def test_retryable_answers_are_retried(status: int, kind: str) -> None:
     seen: list[httpx.Request] = []
