@@ -129,6 +129,46 @@ class SSEDecoder:
         self.idle = not tail and not self._skip_lf and self._event is None and self._data is None
         return out
 
+    def split_events(self, chunk: bytes) -> list[bytes] | None:
+        """Fast framing of *chunk* for the usual stream (LF line endings): the text of each
+        event it completes, without the blank line that ends it; give each to
+        :meth:`frames_of` (or read the usual two lines directly).
+
+        Returns:
+            ``None`` when *chunk* must go through :meth:`process` instead: the stream has
+            a CR, the decoder holds part of an event's lines, or the byte order mark check
+            is not done. :meth:`process` and this method may be mixed freely.
+
+        Raises:
+            LimitExceededError: An unfinished event is longer than ``max_event_bytes``.
+        """
+        if self._event is not None or self._data is not None or self._skip_lf or b"\r" in chunk:
+            return None
+        buf = self._tail + chunk if self._tail else chunk
+        if not self._started:
+            if buf[:3] == _BOM[: len(buf[:3])]:  # a BOM or the start of one: process() drops it
+                return None
+            self._started = True
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            rest, events = buf, []
+        else:
+            rest, events = buf[cut + 2 :], buf[:cut].split(b"\n\n")
+        # _tail may hold whole lines here: process() splits whatever it carries, in order
+        self._tail = rest
+        self.idle = not rest
+        if len(rest) > self._max_size:
+            self._tail = b""
+            what = "an SSE event" if b"\n" in rest else "an SSE line"
+            raise LimitExceededError("max_event_bytes", self._max_size, what)
+        return events
+
+    def frames_of(self, event: bytes) -> list[SSEFrame]:
+        """Frame the text of one event returned by :meth:`split_events`."""
+        lines = event.split(b"\n")
+        lines.append(b"")
+        return self._lines(lines)
+
     def flush(self) -> list[SSEFrame]:
         """End the stream.
 

@@ -222,6 +222,50 @@ def test_any_chunking_gives_the_frames_of_the_whole_body(text: str, cuts: list[i
     assert frames + decoder.flush() == decode(body, 0) == reference(body)
 
 
+_LF_BODIES = st.tuples(st.booleans(), st.lists(_LINES, max_size=14), st.sampled_from(["", "\n", "data: t"])).map(
+    lambda p: ("\ufeff" if p[0] else "") + "".join(f + s + v + "\n" for f, s, v, _ in p[1]) + p[2]
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=_BODIES | _LF_BODIES, cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=12),
+       fast=st.lists(st.booleans(), min_size=13, max_size=13))
+def test_split_events_and_process_mixed_give_the_same_frames(text: str, cuts: list[int], fast: list[bool]) -> None:
+    """The fast framing (split_events + frames_of), chunk by chunk mixed with process(),
+    gives exactly the frames of the reference decoder."""
+    body = text.encode()
+    bounds = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    decoder = SSEDecoder()
+    frames: list[SSEFrame] = []
+    for i, (a, b) in enumerate(pairwise(bounds)):
+        texts = decoder.split_events(body[a:b]) if fast[i % len(fast)] else None
+        if texts is None:
+            frames += decoder.process(body[a:b])
+        else:
+            frames += [frame for event in texts for frame in decoder.frames_of(event)]
+    assert frames + decoder.flush() == reference(body)
+
+
+def test_split_events_declines_what_it_cannot_frame() -> None:
+    decoder = SSEDecoder()
+    assert decoder.split_events(b"\xef\xbb") is None  # the start of a BOM: process() decides
+    assert decoder.process(b"\xef\xbb\xbfdata: 1\n") == []  # the decoder now holds a data line
+    assert decoder.split_events(b"\n") is None
+    assert decoder.process(b"\n") == [SSEFrame(None, b"1")]
+    assert decoder.split_events(b"data: 2\r\n\r\n") is None  # CR: process()
+    assert decoder.split_events(b"data: 3\n\ndata: 4\n") == [b"data: 3"] and not decoder.idle
+    assert decoder.split_events(b"\n") == [b"data: 4"] and decoder.idle
+
+
+def test_split_events_keeps_max_event_bytes() -> None:
+    decoder = SSEDecoder(max_event_bytes=10)
+    with pytest.raises(errors.LimitExceededError, match=r"^an SSE line exceeds max_event_bytes \(10\)$"):
+        decoder.split_events(b"data: 0123456789")
+    decoder = SSEDecoder(max_event_bytes=10)
+    with pytest.raises(errors.LimitExceededError, match=r"^an SSE event exceeds max_event_bytes \(10\)$"):
+        decoder.split_events(b"data: 0\ndata: 1\n")
+
+
 # --- limits and options -------------------------------------------------------------------
 
 

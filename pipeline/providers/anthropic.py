@@ -154,10 +154,37 @@ class AnthropicParser:
                         except BAD_DATA as exc:
                             append(_decode_slow(name[7:].decode("utf-8", "replace"), data, exc))
                     continue
-            for frame in sse.process(chunk):
-                event = decode_frame(frame)
-                if event is not None:
-                    append(event)
+            texts = sse.split_events(chunk)
+            if texts is None:
+                for frame in sse.process(chunk):
+                    event = decode_frame(frame)
+                    if event is not None:
+                        append(event)
+                continue
+            for text in texts:
+                # The usual event, `event: X\ndata: {...}`, read directly; anything else
+                # (comments, ids, several data lines...) through the decoder's rules.
+                end = text.find(b"\n")
+                if (
+                    text.startswith(b"event: ")
+                    and text.startswith(b"data: ", end + 1)
+                    and text.find(b"\n", end + 1) < 0
+                ):
+                    name, data = text[:end], text[end + 7 :]
+                    if name == b"event: error":
+                        append(error_event(data))
+                    elif name == b"event: ping" or not data:
+                        pass
+                    else:
+                        try:
+                            append(decode_wire(data))
+                        except BAD_DATA as exc:
+                            append(_decode_slow(name[7:].decode("utf-8", "replace"), data, exc))
+                    continue
+                for frame in sse.frames_of(text):
+                    event = decode_frame(frame)
+                    if event is not None:
+                        append(event)
 
     def flush(self) -> list[RawEvent]:
         """End of input: a partial event is dropped, as the SSE standard says."""
