@@ -1,7 +1,9 @@
 """The ``sse-pipeline`` command (also ``python -m pipeline``).
 
 Subcommands: ``demo`` (many concurrent streams against the embedded fake server: no key,
-no network), ``replay FILE.sse``, ``run PROMPT`` (a real request), ``serve-fake``.
+no network), ``replay FILE.sse``, ``run PROMPT`` (a real request), ``serve-fake``; and, with
+``pip install 'sse-pipeline[redis]'``, ``worker`` / ``submit`` / ``follow JOB_ID`` (a fleet of
+worker processes sharing jobs through Redis, see :mod:`pipeline.redis_jobs`).
 Bad arguments, a missing key, an unreachable server or a malformed file end with a
 one-line error on stderr and a non-zero exit, never a traceback.
 """
@@ -12,10 +14,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import anyio
@@ -71,7 +76,44 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--script", choices=_WORKLOADS, default=None, help="always answer with this workload")
     serve.add_argument("--rate", type=float, default=None, help="events per second (default: unpaced)")
+    _redis_parsers(commands)
     return parser
+
+
+_REDIS_URL = os.environ.get("SSE_PIPELINE_REDIS_URL", "redis://localhost:6379")
+
+
+def _redis_parsers(commands: Any) -> None:
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--redis", default=_REDIS_URL, metavar="URL",
+                            help="the Redis URL (default: SSE_PIPELINE_REDIS_URL or redis://localhost:6379)")
+        parser.add_argument("--queue", default="sse-pipeline", help="the queue's name (default sse-pipeline)")
+
+    worker = commands.add_parser("worker", help="run jobs from a Redis queue until SIGTERM/SIGINT")
+    common(worker)
+    worker.add_argument("--concurrency", type=_positive, default=100, help="jobs at once (default 100)")
+    worker.add_argument("--base-url", default=None, help="default: ANTHROPIC_BASE_URL or the real API")
+    worker.add_argument("--api-key", default=None, help="default: ANTHROPIC_API_KEY")
+    worker.add_argument("--name", default=None, help="the consumer name (default: HOST-PID-RANDOM)")
+    worker.add_argument("--claim-idle", type=_seconds, default=60.0, help="reclaim a dead worker's jobs after (60)")
+    worker.add_argument("--max-attempts", type=_positive, default=3, help="dead-letter after this many failures")
+    worker.add_argument("--drain-timeout", type=_seconds, default=30.0, help="on SIGTERM, finish jobs for (30)")
+    worker.add_argument("--metrics-interval", type=_seconds, default=10.0, help="seconds between metrics lines")
+
+    submit = commands.add_parser("submit", help="queue a Messages request; print its job id")
+    common(submit)
+    submit.add_argument("prompt")
+    submit.add_argument("--id", default=None, help="the job id (default: a random one)")
+    submit.add_argument("--model", default="claude-sonnet-4-5")
+    submit.add_argument("--max-tokens", type=_positive, default=1024)
+    submit.add_argument("--system", default=None)
+
+    follow = commands.add_parser("follow", help="tail a job's events live, then its final message")
+    common(follow)
+    follow.add_argument("job_id")
+    shape = follow.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print only the final message as JSON")
+    shape.add_argument("--events", action="store_true", help="print every update as a JSON line")
 
 
 def _positive(value: str) -> int:
@@ -81,6 +123,16 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}")
     return number
 
 
@@ -170,9 +222,101 @@ async def demo(args: argparse.Namespace) -> None:
     await run_demo(streams=args.streams, concurrency=args.concurrency, rate=args.rate, seed=args.seed)
 
 
-def _configure_logging() -> None:
+def _redis_jobs() -> ModuleType:
+    try:
+        from . import redis_jobs  # noqa: PLC0415
+    except ImportError as exc:
+        raise CLIError(f"{exc} (see docs/DEPLOYMENT.md)") from None
+    return redis_jobs
+
+
+async def worker(args: argparse.Namespace) -> None:
+    """Run a Redis worker until SIGTERM or SIGINT (a second one stops at once)."""
+    redis_jobs = _redis_jobs()
+    key = args.api_key or os.environ.get("ANTHROPIC_API_KEY")
+    if not key:
+        raise CLIError("no API key: set ANTHROPIC_API_KEY or pass --api-key (any value for a fake server)")
+    fleet_worker = redis_jobs.RedisWorker(
+        args.redis, concurrency=args.concurrency, base_url=args.base_url, api_key=key, queue=args.queue,
+        name=args.name, claim_idle=args.claim_idle, max_attempts=args.max_attempts,
+        drain_timeout=args.drain_timeout, metrics_interval=args.metrics_interval,
+    )  # fmt: skip
+    stats: list[Any] = []
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_on_signals, signals, fleet_worker, tg.cancel_scope)
+            async with anyio.create_task_group() as serving:
+
+                async def serve(*, task_status: Any) -> None:
+                    stats.append(await fleet_worker.run(task_status=task_status))
+
+                await serving.start(serve)
+                print(f"worker {fleet_worker.name}: queue {args.queue!r}, concurrency {args.concurrency}; "
+                      "SIGTERM or Ctrl-C stops", flush=True)  # fmt: skip
+            tg.cancel_scope.cancel()
+    if stats:
+        s = stats[0]
+        print(f"worker {s.name} stopped: done {s.done}, failed {s.failed}, reclaimed {s.reclaimed}, "
+              f"handed back {s.handed_back}, events {s.events}", flush=True)  # fmt: skip
+
+
+async def _on_signals(signals: AsyncIterator[int], fleet_worker: Any, scope: anyio.CancelScope) -> None:
+    """The first signal stops the worker gracefully; a second one cancels it at once
+    (its jobs stay pending, and live workers reclaim them)."""
+    async for _ in signals:
+        if fleet_worker.stopping:
+            scope.cancel()
+        fleet_worker.stop()
+
+
+async def submit(args: argparse.Namespace) -> None:
+    """Queue one request and print its job id."""
+    redis_jobs = _redis_jobs()
+    from .jobs import JobRequest  # noqa: PLC0415
+
+    params = {"system": args.system} if args.system else {}
+    job = JobRequest(id=args.id or uuid.uuid4().hex, model=args.model, max_tokens=args.max_tokens,
+                     messages=[{"role": "user", "content": args.prompt}], params=params)  # fmt: skip
+    async with redis_jobs.open_queue(args.redis, name=args.queue) as queue:
+        print(await queue.submit(job), flush=True)
+
+
+async def follow(args: argparse.Namespace) -> None:
+    """Print a job's text (or updates) live, then how it ended."""
+    redis_jobs = _redis_jobs()
+    async with redis_jobs.open_queue(args.redis, name=args.queue) as queue:
+        async for update in queue.follow(args.job_id):
+            if args.events:
+                print(_dumps(_update_dict(update)), flush=True)
+            elif isinstance(update, redis_jobs.AttemptStarted) and update.attempt > 1 and not args.json:
+                print(f"\n[attempt {update.attempt} on {update.worker}: starting over]", flush=True)
+            elif isinstance(update, redis_jobs.JobEvent) and update.type == "text" and not args.json:
+                sys.stdout.write(update.event["text"])
+                sys.stdout.flush()
+    finished = update
+    if finished.error is not None:
+        raise CLIError(f"job {args.job_id} failed: {finished.error.type}: {finished.error.message}")
+    message = finished.message
+    if args.json:
+        print(_dumps(message.to_dict()))
+    elif not args.events:
+        print(f"\n[{message.stop_reason}; {message.usage.input_tokens} in, {message.usage.output_tokens} out]")
+
+
+def _update_dict(update: Any) -> dict[str, Any]:
+    import msgspec  # noqa: PLC0415
+
+    fields: dict[str, Any] = msgspec.structs.asdict(update)
+    if fields.get("message") is not None:
+        fields["message"] = fields["message"].to_dict()
+    if fields.get("error") is not None:
+        fields["error"] = msgspec.structs.asdict(fields["error"])
+    return {"kind": type(update).__name__, **fields}
+
+
+def _configure_logging(level: int = logging.WARNING) -> None:
     structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
@@ -181,8 +325,11 @@ def _configure_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     args = _parser().parse_args(argv)
-    _configure_logging()
-    command = {"demo": demo, "replay": replay, "run": run, "serve-fake": serve_fake}[args.command]
+    _configure_logging(logging.INFO if args.command == "worker" else logging.WARNING)
+    command = {
+        "demo": demo, "replay": replay, "run": run, "serve-fake": serve_fake, "worker": worker, "submit": submit,
+        "follow": follow,
+    }[args.command]  # fmt: skip
     started = time.perf_counter()
     try:
         anyio.run(command, args, backend=args.backend)
