@@ -24,11 +24,11 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 import anyio
-import structlog
 
 from . import __version__
 from .client import MessagesClient, RetryPolicy
 from .errors import PipelineError
+from .logs import configure_logging
 from .runner import open_stream
 
 __all__ = ["main"]
@@ -314,18 +314,10 @@ def _update_dict(update: Any) -> dict[str, Any]:
     return {"kind": type(update).__name__, **fields}
 
 
-def _configure_logging(level: int = logging.WARNING) -> None:
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     args = _parser().parse_args(argv)
-    _configure_logging(logging.INFO if args.command == "worker" else logging.WARNING)
+    configure_logging(logging.INFO if args.command == "worker" else logging.WARNING)  # stderr, secrets masked
     command = {
         "demo": demo, "replay": replay, "run": run, "serve-fake": serve_fake, "worker": worker, "submit": submit,
         "follow": follow,

@@ -23,7 +23,7 @@ def test_mypy_strict() -> None:
 
 def test_ruff() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "pipeline", "plugins", "tests", "examples", "bench"],
+        [sys.executable, "-m", "ruff", "check", "pipeline", "plugins", "tests", "examples", "bench", "fuzz"],
         cwd=ROOT,
         capture_output=True,
         text=True,
