@@ -244,7 +244,7 @@ class FakeServer:
         port: int = 0,
         api_key: str | None = None,
         seed: int = 0,
-        keep_requests: int = 10_000,
+        keep_requests: int = 1_000,
     ) -> None:
         self._scripts = scripts if scripts is None or callable(scripts) else tuple(scripts)
         self._host, self._port, self._api_key, self._seed = host, port, api_key, seed

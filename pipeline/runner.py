@@ -37,7 +37,7 @@ from .errors import LimitExceededError, PipelineError, SourceError, StageError
 from .events import DerivedEvent, TextEvent
 from .limits import DEFAULT_LIMITS, Limits
 from .message import Message, TextBlock
-from .stage import Island, resolve
+from .stage import Island, one_chunk_of, resolve, wrap_error
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
 
@@ -351,7 +351,9 @@ class MessageStream:
         # subscriber): _next_batch inlined, one await per network chunk. It stops at the
         # end of the source and leaves the ending (flush, errors) to _next_batch.
         assert self._plan is not None and self._source_iter is not None
-        source, run, bus = self._source_iter, self._plan.last.run, self._bus
+        island = self._plan.last
+        one = island.one_chunk or one_chunk_of(island)
+        source, bus = self._source_iter, self._bus
         max_bytes = self._max_bytes - self._bytes
         chunks = size = events = 0
         try:
@@ -367,13 +369,17 @@ class MessageStream:
                 size += len(chunk)
                 if size > max_bytes:
                     await self._fail(self._too_many_bytes())
-                out, error = run([chunk])
-                if out:
-                    events += len(out)
+                out: list[Any] = []
+                try:
+                    one(chunk, out)
+                except Exception as exc:  # deliver what the chunk held before the failure
+                    self._events += len(out)
                     if bus.has_sync:
                         bus.publish_sync(out)
-                if error is not None:
-                    await self._fail(error)
+                    await self._fail(wrap_error(island.names[0], exc))
+                events += len(out)
+                if bus.has_sync:
+                    bus.publish_sync(out)
         except Exception as exc:
             if exc is not self._error:
                 await self._fail(exc)

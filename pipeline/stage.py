@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
 
-from ._fused import fuse_accumulate_derive, fuse_parse_accumulate_derive
+from ._fused import chunks_into, fuse_accumulate_derive, fuse_parse_accumulate_derive
 from .accumulate import Accumulator
 from .derive import Deriver
 from .errors import PipelineError, StageError
@@ -299,11 +299,12 @@ class Island:
     through the stages after it, and the error is returned beside the output.
     """
 
-    __slots__ = ("_steps", "names", "run")
+    __slots__ = ("_steps", "names", "run", "one_chunk")
 
     def __init__(self, specs: Sequence[Any]) -> None:
         steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = []
         logics: list[Any] = []
+        one_chunk: Callable[[bytes, list[Any]], None] | None = None
         for spec in specs:
             logic = open_logic(spec)
             previous = logics[-1] if logics else None
@@ -315,13 +316,17 @@ class Island:
                 parser = logics[-2] if len(logics) >= 2 else None
                 if isinstance(parser, AnthropicParser):
                     del steps[-1]
-                    whole = fuse_parse_accumulate_derive(parser, previous, logic, fold)
+                    one_chunk = fuse_parse_accumulate_derive(parser, previous, logic, fold)
+                    whole = chunks_into(one_chunk)
                     steps[-1] = ("parse+accumulate+derive", whole, _chain(parser.flush, fold, flush))
             else:
                 steps.append((stage_name(spec), _into(logic), _flush(logic)))
             logics.append(logic)
         self._steps = steps
         self.names = [name for name, _, _ in steps]
+        # the whole default chain, one chunk at a time: the runner's hot loop calls it
+        # directly (see MessageStream._drive_fused); None for any other island
+        self.one_chunk = one_chunk if len(steps) == 1 else None
         # run(batch) -> (output, first error or None): every stage over the batch
         self.run: Callable[[list[Any]], tuple[list[Any], BaseException | None]]
         if len(steps) == 1:  # the default chain, fused whole
@@ -339,7 +344,7 @@ class Island:
                 into(batch, out)
             except Exception as exc:
                 if error is None:
-                    error = _wrap(name, exc)
+                    error = wrap_error(name, exc)
             batch = out
         return batch, error
 
@@ -358,9 +363,22 @@ class Island:
                         out.extend(tail)
             except Exception as exc:
                 if error is None:
-                    error = _wrap(name, exc)
+                    error = wrap_error(name, exc)
             batch = out
         return batch, error
+
+
+def one_chunk_of(island: Island) -> Callable[[bytes, list[Any]], None]:
+    """A ``one_chunk(chunk, out)`` for any island: its ``run``, raising the error it returns."""
+    run = island.run
+
+    def one_chunk(chunk: bytes, out: list[Any]) -> None:
+        done, error = run([chunk])
+        out.extend(done)
+        if error is not None:
+            raise error
+
+    return one_chunk
 
 
 def _run_one(name: str, into: _Into) -> Callable[[list[Any]], tuple[list[Any], BaseException | None]]:
@@ -370,7 +388,7 @@ def _run_one(name: str, into: _Into) -> Callable[[list[Any]], tuple[list[Any], B
         try:
             into(batch, out)
         except Exception as exc:
-            return out, _wrap(name, exc)
+            return out, wrap_error(name, exc)
         return out, None
 
     return run
@@ -389,7 +407,7 @@ def _run_two(
         try:
             first_into(batch, middle)
         except Exception as exc:
-            error = _wrap(first_name, exc)
+            error = wrap_error(first_name, exc)
             try:
                 second_into(middle, out)
             except Exception:  # the first error is the one reported
@@ -398,13 +416,14 @@ def _run_two(
         try:
             second_into(middle, out)
         except Exception as exc:
-            return out, _wrap(second_name, exc)
+            return out, wrap_error(second_name, exc)
         return out, None
 
     return run
 
 
-def _wrap(name: str, exc: Exception) -> BaseException:
+def wrap_error(name: str, exc: Exception) -> BaseException:
+    """*exc* as the error of stage *name*: a PipelineError as it is, anything else as a StageError."""
     if isinstance(exc, PipelineError):
         return exc
     error = StageError(name, exc)
