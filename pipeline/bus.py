@@ -285,6 +285,12 @@ class EventBus:
             for kind, calls in sub.table().items():
                 table.setdefault(kind, []).extend(calls)
                 owner.update((call, sub) for call in calls)
+        # event types with the same callbacks share one list (an `on_event` subscriber
+        # would otherwise cost a list per event type, per stream); the lists are never
+        # changed in place: a change rebuilds the table
+        shared: dict[tuple[Callable[[Any], Any], ...], list[Callable[[Any], Any]]] = {}
+        for kind, calls in table.items():
+            table[kind] = shared.setdefault(tuple(calls), calls)
         self._table, self._owner = table, owner
         self.has_sync = bool(table)
 
