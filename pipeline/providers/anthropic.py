@@ -131,29 +131,6 @@ class AnthropicParser:
         sse = self._sse
         append = out.append
         for chunk in chunks:
-            if sse.idle:
-                # Fast path for a live stream's chunk: exactly `event: X\ndata: {...}\n\n`.
-                # Same result as the decoder, which is idle: nothing is carried over.
-                lines = chunk.split(b"\n")
-                if (
-                    len(lines) == 4
-                    and not lines[2]
-                    and not lines[3]
-                    and lines[0].startswith(b"event: ")
-                    and lines[1].startswith(b"data: ")
-                    and chunk.find(b"\r") < 0
-                ):
-                    name, data = lines[0], lines[1][6:]
-                    if name == b"event: error":
-                        append(error_event(data))
-                    elif name == b"event: ping" or not data:
-                        pass
-                    else:
-                        try:
-                            append(decode_wire(data))
-                        except BAD_DATA as exc:
-                            append(_decode_slow(name[7:].decode("utf-8", "replace"), data, exc))
-                    continue
             texts = sse.split_events(chunk)
             if texts is None:
                 for frame in sse.process(chunk):
@@ -162,8 +139,9 @@ class AnthropicParser:
                         append(event)
                 continue
             for text in texts:
-                # The usual event, `event: X\ndata: {...}`, read directly; anything else
-                # (comments, ids, several data lines...) through the decoder's rules.
+                # The usual event, `event: X\ndata: {...}`, read directly (a live chunk is
+                # one such event); anything else (comments, ids, several data lines...)
+                # goes through the decoder's rules.
                 end = text.find(b"\n")
                 if (
                     text.startswith(b"event: ")
