@@ -100,7 +100,9 @@ class _Block:
 
     def _parse(self, raw: bytes, *, partial: bool) -> Any:
         try:
-            return jiter.from_json(raw, partial_mode=partial)
+            # jiter's string cache is process-wide (16,384 entries): keys repeat across
+            # tool calls, one-off values would only push them out and hold memory
+            return jiter.from_json(raw, partial_mode=partial, cache_mode="keys")
         except ValueError as exc:
             if partial:
                 return self.data.get("input")

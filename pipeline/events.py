@@ -332,7 +332,7 @@ class Pieces:
             value = start
             if raw:
                 try:
-                    value = jiter.from_json(raw, partial_mode=True)
+                    value = jiter.from_json(raw, partial_mode=True, cache_mode="keys")
                 except ValueError:
                     good_end, good = self._parsed
                     value = good if 0 <= good_end < end else start
