@@ -271,3 +271,21 @@ async def test_client_and_worker_pass_limits_and_idle_timeout_on() -> None:
             results = await worker.run([pipeline.JobRequest(id=str(i), **request) for i in range(2)])
     assert isinstance(results[0].error, pipeline.LimitExceededError)
     assert isinstance(results[1].error, pipeline.IdleTimeoutError)
+
+
+# --- process-wide caches ------------------------------------------------------------------
+
+
+async def test_tool_input_values_stay_out_of_jiters_string_cache() -> None:
+    """jiter's string cache is shared by the whole process: one-off tool input values must not
+    fill it (only keys, which repeat, are cached)."""
+    import jiter
+
+    values = [f"value number {i}" for i in range(300)]
+    raw = json.dumps({"key": values, "other": {"nested": "x"}})
+    body = StreamBuilder(seed=12).tool_use_block(raw_json=raw).build(stop_reason="tool_use")
+    jiter.cache_clear()
+    _, message, error = await run(chunk_events(body), pipeline.DEFAULT_LIMITS)
+    assert error is None and message is not None
+    assert message.content[0].to_dict()["input"]["key"] == values
+    assert jiter.cache_usage() <= 3  # "key", "other", "nested"
