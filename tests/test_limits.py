@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
+import jiter
 import pytest
 
 import pipeline
