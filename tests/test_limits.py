@@ -280,8 +280,6 @@ async def test_client_and_worker_pass_limits_and_idle_timeout_on() -> None:
 async def test_tool_input_values_stay_out_of_jiters_string_cache() -> None:
     """jiter's string cache is shared by the whole process: one-off tool input values must not
     fill it (only keys, which repeat, are cached)."""
-    import jiter
-
     values = [f"value number {i}" for i in range(300)]
     raw = json.dumps({"key": values, "other": {"nested": "x"}})
     body = StreamBuilder(seed=12).tool_use_block(raw_json=raw).build(stop_reason="tool_use")
