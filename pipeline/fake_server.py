@@ -62,6 +62,7 @@ _GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndO
 
 @dataclass(slots=True)
 class _Counters:
+    requests: int = 0
     streams_started: int = 0
     streams_completed: int = 0
     streams_cut: int = 0
@@ -255,7 +256,6 @@ class FakeServer:
         self._scripted = 0
         self._changed: anyio.Event | None = None
         self.requests: deque[ReceivedRequest] = deque(maxlen=keep_requests)
-        self._received = 0
 
     @property
     def url(self) -> str:
@@ -311,7 +311,7 @@ class FakeServer:
 
     def statistics(self) -> FakeServerStatistics:
         """A snapshot of the counters."""
-        return FakeServerStatistics(self._received, **asdict(self._stats))
+        return FakeServerStatistics(**asdict(self._stats))
 
     async def wait_client_disconnect(self, n: int = 1) -> None:
         """Wait until at least *n* client disconnects mid-body were observed."""
@@ -347,7 +347,7 @@ class FakeServer:
     async def _answer(self, conn: _Connection, event: h11.Request, content: bytes) -> bool:
         request = _received(event, content)
         self.requests.append(request)
-        self._received += 1
+        self._stats.requests += 1
         problem = _validate(request, self._api_key)
         if problem is not None:
             await conn.send_error(*problem, self._request_id())
