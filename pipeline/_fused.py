@@ -9,8 +9,7 @@ exactly that of running the stages one after the other; tests/test_fused.py chec
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, final
 
 from .accumulate import _TEXT, _THINKING, _TOOL, Accumulator
 from .derive import Deriver
@@ -27,29 +26,47 @@ from .events import (
 )
 from .providers.anthropic import BAD_DATA, AnthropicParser, decode_wire
 
-__all__ = ["chunks_into", "fuse_accumulate_derive", "fuse_parse_accumulate_derive"]
+__all__ = ["Fused"]
+
+_LIVE_DELTA: Final = b"event: content_block_delta\ndata: "
+_DATA_AT: Final = len(_LIVE_DELTA)
 
 
-def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any], list[Any]], None]:
-    """Return a ``process_into`` that runs *acc* then *der* over each event."""
-    acc_into, der_into = acc.process_into, der.process_into
-    acc_blocks, der_blocks = acc._blocks, der._blocks
-    max_tool = acc.max_tool_input  # checked per compacted group (64 pieces) and at the block's stop
+@final
+class Fused:
+    """The built-in ``accumulate`` and ``derive`` of one stream fused into one loop, and
+    ``parse`` before them when it is given.
 
-    def process_into(events: list[Any], out: list[Any]) -> None:
+    One object per stream, its state in slots: closures would cost a cell per captured
+    name, each a separate object for the garbage collector to walk and for the per-event
+    path to touch (at thousands of streams, the cache misses cost more than the code).
+    """
+
+    __slots__ = ("_acc", "_acc_blocks", "_der", "_der_blocks", "_max_tool", "_parser", "_sse")
+
+    def __init__(self, acc: Accumulator, der: Deriver, parser: AnthropicParser | None = None) -> None:
+        self._acc, self._der, self._parser = acc, der, parser
+        self._acc_blocks, self._der_blocks = acc._blocks, der._blocks
+        self._max_tool = acc.max_tool_input  # checked per compacted group (16 pieces) and at the block's stop
+        self._sse = parser._sse if parser is not None else None
+
+    def fold(self, events: list[Any], out: list[Any]) -> None:
+        """Run the accumulator, then the deriver, over each of *events* (raw events)."""
+        acc, der = self._acc, self._der
+        acc_blocks, der_blocks = self._acc_blocks, self._der_blocks
         append = out.append
         for event in events:
             kind = type(event)
             if kind is ContentBlockDeltaEvent:
                 index = event.index
                 derived = der_blocks.get(index)
-                if derived is not None and 0 <= index < len(acc_blocks):
+                # a block the deriver knows was started through the accumulator too
+                if derived is not None:
                     block = acc_blocks[index]
                     delta: Any = event.delta
                     dkind = type(delta)
                     bkind = block.kind
                     if block.done is None and bkind == derived[0]:
-                        pieces = block.pieces  # shared with the deriver (see below)
                         if dkind is TextDelta and bkind == _TEXT:
                             piece = delta.text
                         elif dkind is ThinkingDelta and bkind == _THINKING:
@@ -59,12 +76,13 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
                         else:
                             piece = None
                         if piece is not None:
+                            pieces = block.pieces  # shared with the deriver (see below)
                             tail = pieces.tail  # Pieces.add, inlined
                             tail.append(piece)
                             pieces.size += len(piece)
                             if len(tail) >= GROUP:
                                 pieces.compact()
-                                if pieces.size > max_tool and bkind == _TOOL:
+                                if pieces.size > self._max_tool and bkind == _TOOL:
                                     raise acc.tool_input_too_large(index)
                             append(event)
                             if dkind is TextDelta:
@@ -75,38 +93,24 @@ def fuse_accumulate_derive(acc: Accumulator, der: Deriver) -> Callable[[list[Any
                                 append(InputJsonEvent(piece, pieces, pieces.size, derived[3]))
                             continue
             folded: list[Any] = []
-            acc_into([event], folded)
-            der_into(folded, out)
+            acc.process_into([event], folded)
+            der.process_into(folded, out)
             if kind is ContentBlockStartEvent:
                 der.share(event.index, acc_blocks[event.index].pieces)
         if events:
-            acc._last = events[-1]  # what acc_into records, for IncompleteStreamError
+            acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
 
-    return process_into
+    def process_chunk(self, chunk: bytes, out: list[Any]) -> None:
+        """Run parse, accumulate and derive over one byte chunk (needs the parser).
 
-
-_LIVE_DELTA: Final = b"event: content_block_delta\ndata: "
-_DATA_AT: Final = len(_LIVE_DELTA)
-
-
-def fuse_parse_accumulate_derive(
-    parser: AnthropicParser, acc: Accumulator, der: Deriver, fold: Callable[[list[Any], list[Any]], None]
-) -> Callable[[bytes, list[Any]], None]:
-    """Return a ``process_chunk(chunk, out)`` that runs *parser*, *acc* and *der* over one
-    byte chunk (see :func:`chunks_into` for batches).
-
-    A live stream's typical chunk, exactly one ``content_block_delta`` event, is decoded
-    and folded in one go; every other chunk goes through the parser, then the fused
-    accumulate+derive (*fold*), exactly as the three stages would run apart.
-    """
-    parse_into, sse = parser.process_into, parser._sse
-    acc_blocks, der_blocks = acc._blocks, der._blocks
-    max_tool = acc.max_tool_input
-
-    def process_chunk(chunk: bytes, out: list[Any]) -> None:
+        A live stream's typical chunk, exactly one ``content_block_delta`` event, is
+        decoded and folded in one go; every other chunk goes through the parser, then
+        :meth:`fold`, exactly as the three stages would run apart.
+        """
+        sse = self._sse
         # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR
         if (
-            sse.idle
+            sse.idle  # type: ignore[union-attr]
             and chunk.startswith(_LIVE_DELTA)
             and chunk.endswith(b"\n\n")
             and chunk.find(b"\n", _DATA_AT, -2) < 0
@@ -118,17 +122,16 @@ def fuse_parse_accumulate_derive(
                 event = None
             if type(event) is ContentBlockDeltaEvent:
                 index = event.index
-                derived = der_blocks.get(index)
-                # a block the deriver knows was started through the accumulator too
+                derived = self._der_blocks.get(index)
                 if derived is not None:
-                    block = acc_blocks[index]
+                    block = self._acc_blocks[index]
                     delta: Any = event.delta
                     dkind = type(delta)
                     bkind = block.kind
                     if block.done is None and bkind == derived[0]:
-                        # the same fold as fuse_accumulate_derive's, inlined here too:
-                        # handing the event to fold([event], out) instead measured +8%
-                        # instructions per live delta (callgrind)
+                        # the same fold as fold()'s, inlined here too: handing the event
+                        # to fold([event], out) instead measured +8% instructions per
+                        # live delta (callgrind)
                         if dkind is TextDelta and bkind == _TEXT:
                             piece = delta.text
                         elif dkind is ThinkingDelta and bkind == _THINKING:
@@ -144,8 +147,8 @@ def fuse_parse_accumulate_derive(
                             pieces.size += len(piece)
                             if len(tail) >= GROUP:
                                 pieces.compact()
-                                if pieces.size > max_tool and bkind == _TOOL:
-                                    raise acc.tool_input_too_large(index)
+                                if pieces.size > self._max_tool and bkind == _TOOL:
+                                    raise self._acc.tool_input_too_large(index)
                             out.append(event)
                             if dkind is TextDelta:
                                 out.append(TextEvent(piece, pieces, pieces.size))
@@ -153,26 +156,32 @@ def fuse_parse_accumulate_derive(
                                 out.append(ThinkingEvent(piece, pieces, pieces.size))
                             else:
                                 out.append(InputJsonEvent(piece, pieces, pieces.size, derived[3]))
-                            acc._last = event
+                            self._acc._last = event
                             return
-                fold([event], out)
+                self.fold([event], out)
                 return
         middle: list[Any] = []
         try:
-            parse_into([chunk], middle)
+            self._parser.process_into([chunk], middle)  # type: ignore[union-attr]
         except Exception:
-            fold(middle, out)  # what the chunk held before the bad event
+            self.fold(middle, out)  # what the chunk held before the bad event
             raise
-        fold(middle, out)
+        self.fold(middle, out)
 
-    return process_chunk
-
-
-def chunks_into(process_chunk: Callable[[bytes, list[Any]], None]) -> Callable[[list[bytes], list[Any]], None]:
-    """The ``process_into(chunks, out)`` of a ``process_chunk``: for batches of chunks."""
-
-    def process_into(chunks: list[bytes], out: list[Any]) -> None:
+    def process_chunks(self, chunks: list[bytes], out: list[Any]) -> None:
+        """:meth:`process_chunk` over a batch of chunks."""
         for chunk in chunks:
-            process_chunk(chunk, out)
+            self.process_chunk(chunk, out)
 
-    return process_into
+    def flush(self) -> list[Any]:
+        """End of input: each stage's tail goes through the stages after it."""
+        out: list[Any] = []
+        if self._parser is not None:
+            tail = self._parser.flush()
+            if tail:
+                self.fold(list(tail), out)
+        tail = self._acc.flush()
+        if tail:
+            self._der.process_into(list(tail), out)
+        out.extend(self._der.flush() or ())
+        return out

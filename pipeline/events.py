@@ -258,14 +258,14 @@ RawEvent = Union[WireEvent, UnknownEvent]
 # ---------------------------------------------------------------------------- lazy snapshots
 
 
-GROUP: Final = 64  # pieces joined into one string at a time
+GROUP: Final = 16  # pieces joined into one string at a time
 
 
 @final
 class Pieces:
     """The text of one block (text, thinking or tool-input JSON) as it grows.
 
-    Pieces are appended as they arrive; every 64 of them are joined and kept as UTF-8
+    Pieces are appended as they arrive; every 16 of them are joined and kept as UTF-8
     bytes, so a block costs about its UTF-8 size in memory (not an object per delta, nor
     four bytes per character), and each piece is copied a bounded number of times. A
     derived event keeps the store and ``end``, the length of the text after its own delta;

@@ -10,7 +10,7 @@ far above anything the Messages API sends; lower them when you run many streams 
         ...
 
 The checks cost nothing per event on the hot path: sizes are compared per network chunk, per
-content block start, and per 64 pieces of a tool input (and exactly at its block's stop).
+content block start, and per 16 pieces of a tool input (and exactly at its block's stop).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             everything a stream keeps: text, thinking, tool input, citations (256 MiB).
         max_blocks: The most content blocks in one message (10,000).
         max_tool_input_chars: The most characters of one tool block's input JSON, checked
-            every 64 pieces while it streams and exactly when the block stops (64 Mi).
+            every 16 pieces while it streams and exactly when the block stops (64 Mi).
     """
 
     max_event_bytes: int = 64 * _MIB

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
 
-from ._fused import chunks_into, fuse_accumulate_derive, fuse_parse_accumulate_derive
+from ._fused import Fused
 from .accumulate import Accumulator
 from .derive import Deriver
 from .errors import PipelineError, StageError
@@ -276,21 +276,6 @@ def _nothing() -> None:
     return None
 
 
-def _chain(
-    first: Callable[[], Iterable[Any] | None], second_into: _Into, second: Callable[[], Iterable[Any] | None]
-) -> Callable[[], Iterable[Any] | None]:
-    # flush two fused stages: the first one's tail goes through the second, then its own
-    def flush() -> list[Any]:
-        out: list[Any] = []
-        tail = first()
-        if tail:
-            second_into(list(tail), out)
-        out.extend(second() or ())
-        return out
-
-    return flush
-
-
 @final
 class Island:
     """Consecutive sync stages fused into one loop over each batch.
@@ -299,7 +284,7 @@ class Island:
     through the stages after it, and the error is returned beside the output.
     """
 
-    __slots__ = ("_steps", "names", "run", "one_chunk")
+    __slots__ = ("_steps", "names", "one_chunk")
 
     def __init__(self, specs: Sequence[Any]) -> None:
         steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = []
@@ -310,15 +295,15 @@ class Island:
             previous = logics[-1] if logics else None
             if isinstance(previous, Accumulator) and isinstance(logic, Deriver):
                 # adjacent built-ins: hand-fused loops, same result (see _fused.py)
-                fold = fuse_accumulate_derive(previous, logic)
-                flush = _chain(steps[-1][2], logic.process_into, _flush(logic))
-                steps[-1] = ("accumulate+derive", fold, flush)
                 parser = logics[-2] if len(logics) >= 2 else None
                 if isinstance(parser, AnthropicParser):
-                    del steps[-1]
-                    one_chunk = fuse_parse_accumulate_derive(parser, previous, logic, fold)
-                    whole = chunks_into(one_chunk)
-                    steps[-1] = ("parse+accumulate+derive", whole, _chain(parser.flush, fold, flush))
+                    fused = Fused(previous, logic, parser)
+                    del steps[-2:]
+                    steps.append(("parse+accumulate+derive", fused.process_chunks, fused.flush))
+                    one_chunk = fused.process_chunk
+                else:
+                    fused = Fused(previous, logic)
+                    steps[-1] = ("accumulate+derive", fused.fold, fused.flush)
             else:
                 steps.append((stage_name(spec), _into(logic), _flush(logic)))
             logics.append(logic)
@@ -327,19 +312,21 @@ class Island:
         # the whole default chain, one chunk at a time: the runner's hot loop calls it
         # directly (see MessageStream._drive_fused); None for any other island
         self.one_chunk = one_chunk if len(steps) == 1 else None
-        # run(batch) -> (output, first error or None): every stage over the batch
-        self.run: Callable[[list[Any]], tuple[list[Any], BaseException | None]]
-        if len(steps) == 1:  # the default chain, fused whole
-            self.run = _run_one(*steps[0][:2])
-        elif len(steps) == 2:
-            self.run = _run_two(steps[0][:2], steps[1][:2])
-        else:
-            self.run = self._run
 
-    def _run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
-        error: BaseException | None = None
-        for name, into, _ in self._steps:
+    def run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
+        """Run every stage over *batch*; return the output and the first error, or ``None``."""
+        steps = self._steps
+        if len(steps) == 1:  # the default chain, fused whole
+            name, into, _ = steps[0]
             out: list[Any] = []
+            try:
+                into(batch, out)
+            except Exception as exc:
+                return out, wrap_error(name, exc)
+            return out, None
+        error: BaseException | None = None
+        for name, into, _ in steps:
+            out = []
             try:
                 into(batch, out)
             except Exception as exc:
@@ -379,47 +366,6 @@ def one_chunk_of(island: Island) -> Callable[[bytes, list[Any]], None]:
             raise error
 
     return one_chunk
-
-
-def _run_one(name: str, into: _Into) -> Callable[[list[Any]], tuple[list[Any], BaseException | None]]:
-    # Island.run for one stage: the hot path of the default chain
-    def run(batch: list[Any]) -> tuple[list[Any], BaseException | None]:
-        out: list[Any] = []
-        try:
-            into(batch, out)
-        except Exception as exc:
-            return out, wrap_error(name, exc)
-        return out, None
-
-    return run
-
-
-def _run_two(
-    first: tuple[str, _Into], second: tuple[str, _Into]
-) -> Callable[[list[Any]], tuple[list[Any], BaseException | None]]:
-    # Island.run unrolled for two stages
-    first_name, first_into = first
-    second_name, second_into = second
-
-    def run(batch: list[Any]) -> tuple[list[Any], BaseException | None]:
-        middle: list[Any] = []
-        out: list[Any] = []
-        try:
-            first_into(batch, middle)
-        except Exception as exc:
-            error = wrap_error(first_name, exc)
-            try:
-                second_into(middle, out)
-            except Exception:  # the first error is the one reported
-                pass
-            return out, error
-        try:
-            second_into(middle, out)
-        except Exception as exc:
-            return out, wrap_error(second_name, exc)
-        return out, None
-
-    return run
 
 
 def wrap_error(name: str, exc: Exception) -> BaseException:

@@ -13,6 +13,7 @@ import jiter
 import pytest
 
 import pipeline
+from pipeline.events import GROUP
 from pipeline.fake_server import FakeServer, Script
 from pipeline.testing import (
     StreamBuilder,
@@ -203,14 +204,14 @@ async def test_max_blocks_counts_a_prefilled_message_start() -> None:
 @pytest.mark.parametrize("chunking", sorted(CHUNKINGS))
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 async def test_max_tool_input_chars_while_streaming(chain: str, chunking: str) -> None:
-    """A large input fails while it streams: within 64 pieces of the limit, before its end."""
+    """A large input fails while it streams: within 16 pieces of the limit, before its end."""
     builder = tool_builder(20_000, seed=7)
     body = builder.build(stop_reason="tool_use")
     events, _, error = await run(CHUNKINGS[chunking](body), pipeline.Limits(max_tool_input_chars=2000), chain)
     assert isinstance(error, pipeline.LimitExceededError)
     assert str(error) == "the input of tool 'get_weather' in block 0 exceeds max_tool_input_chars (2,000)"
     delivered = sum(len(e.partial_json) for e in events if isinstance(e, pipeline.InputJsonEvent))
-    assert delivered <= 2000 + 64 * 16  # pieces are 4-16 characters
+    assert delivered <= 2000 + GROUP * 16  # pieces are 4-16 characters, checked per GROUP pieces
     assert not any(isinstance(e, pipeline.ContentBlockStopEvent) for e in events)
     assert error.partial_message is not None and error.partial_message.content[0].type == "tool_use"
 
