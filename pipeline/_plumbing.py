@@ -74,8 +74,8 @@ class Plan:
                 pending = 0
                 nodes.append(part)
         self.last: Island = nodes[-1]
-        self.nodes = nodes
-        self.buffers = buffers
+        self.nodes = tuple(nodes)
+        self.buffers = tuple(buffers)
 
 
 @final

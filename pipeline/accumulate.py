@@ -72,7 +72,7 @@ class _Block:
         # text / thinking start from the block's own; tool input JSON starts empty
         start = _str(data.get(_TEXT_KEYS.get(self.kind, "")))
         self.pieces = Pieces(start)
-        self.citations: list[Any] = []
+        self.citations: list[Any] | tuple[()] = ()  # a list from the first citation on
         self.signature: str | None = None
         self.done: ContentBlock | None = None
 
@@ -86,7 +86,7 @@ class _Block:
                 data["text"] = pieces.whole()
             if self.citations:
                 start = data.get("citations")
-                data["citations"] = (start if isinstance(start, list) and start else []) + self.citations
+                data["citations"] = [*(start if isinstance(start, list) else ()), *self.citations]
         elif kind == _TOOL:
             raw = pieces.whole_bytes()
             if raw:
@@ -189,7 +189,10 @@ class Accumulator:
                             block.pieces.add(delta.thinking)
                     elif dkind is CitationsDelta:
                         if block.kind == _TEXT:
-                            block.citations.append(delta.citation)  # to_dict() copies
+                            if block.citations:
+                                block.citations.append(delta.citation)
+                            else:
+                                block.citations = [delta.citation]  # to_dict() copies
                     elif dkind is SignatureDelta:
                         if block.kind == _THINKING:
                             block.signature = delta.signature

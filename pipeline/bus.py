@@ -251,12 +251,14 @@ class EventBus:
     __slots__ = ("_subs", "_table", "_owner", "_async", "_task_group", "_detached", "has_sync")
 
     def __init__(self) -> None:
+        # per stream, so the rarely needed containers are made on first use
         self._subs: list[Subscription] = []
         self._table: dict[type, list[Callable[[Any], Any]]] = {}
-        self._owner: dict[Callable[[Any], Any], Subscription] = {}
-        self._async: list[_AsyncSubscriber] = []
+        # callback -> its subscription; a Subscription itself when there is only one
+        self._owner: dict[Callable[[Any], Any], Subscription] | Subscription | None = None
+        self._async: list[_AsyncSubscriber] | tuple[()] = ()
         self._task_group: TaskGroup | None = None
-        self._detached: set[Subscription] = set()
+        self._detached: set[Subscription] | None = None
         self.has_sync = False  # whether any sync callback is attached (read per chunk)
 
     def attach(self, task_group: TaskGroup) -> None:
@@ -270,7 +272,7 @@ class EventBus:
         self._subs.append(sub)
         if sub.is_async:
             runner = _AsyncSubscriber(sub)
-            self._async.append(runner)
+            self._async = [*self._async, runner]
             if self._task_group is not None:
                 self._task_group.start_soon(runner.run, name=f"subscriber {sub.name}")
         else:
@@ -279,19 +281,21 @@ class EventBus:
     def _rebuild(self) -> None:
         table: dict[type, list[Callable[[Any], Any]]] = {}
         owner: dict[Callable[[Any], Any], Subscription] = {}
-        for sub in self._subs:
-            if sub.is_async or sub in self._detached:
-                continue
+        detached = self._detached or ()
+        subs = [sub for sub in self._subs if not sub.is_async and sub not in detached]
+        for sub in subs:
             for kind, calls in sub.table().items():
                 table.setdefault(kind, []).extend(calls)
-                owner.update((call, sub) for call in calls)
+                if len(subs) > 1:
+                    owner.update((call, sub) for call in calls)
         # event types with the same callbacks share one list (an `on_event` subscriber
         # would otherwise cost a list per event type, per stream); the lists are never
         # changed in place: a change rebuilds the table
         shared: dict[tuple[Callable[[Any], Any], ...], list[Callable[[Any], Any]]] = {}
         for kind, calls in table.items():
             table[kind] = shared.setdefault(tuple(calls), calls)
-        self._table, self._owner = table, owner
+        self._table = table
+        self._owner = owner if len(subs) > 1 else subs[0] if subs else None
         self.has_sync = bool(table)
 
     @property
@@ -330,19 +334,22 @@ class EventBus:
         # this event to the callbacks after it, and the rest of the batch.
         calls = self._table.get(type(event), [])
         rest = calls[next(i for i, c in enumerate(calls) if c is call) + 1 :]
-        self._detach(self._owner[call], exc)
+        owner = self._owner_of(call)
+        assert owner is not None
+        self._detach(owner, exc)
         self._deliver(rest, event)
         position = next(i for i, e in enumerate(batch) if e is event)
         self.publish_sync(batch[position + 1 :])
 
     def _deliver(self, calls: list[Callable[[Any], Any]], event: Any) -> None:
         for i, call in enumerate(calls):
-            if call not in self._owner:  # its subscriber was detached meanwhile
+            owner = self._owner_of(call)
+            if owner is None:  # its subscriber was detached meanwhile
                 continue
             try:
                 call(event)
             except Exception as exc:
-                self._detach(self._owner[call], exc)
+                self._detach(owner, exc)
                 self._deliver(calls[i + 1 :], event)
                 return
 
@@ -350,8 +357,19 @@ class EventBus:
         if sub.errors == "propagate":
             raise SubscriberError(sub.name, exc) from exc
         _log.warning("subscriber_detached", subscriber=sub.name, error=repr(exc), exc_info=exc)
+        if self._detached is None:
+            self._detached = set()
         self._detached.add(sub)
         self._rebuild()
+
+    def _owner_of(self, call: Callable[[Any], Any]) -> Subscription | None:
+        # the subscription of a callback of the current table; None once it is detached
+        owner = self._owner
+        if isinstance(owner, dict):
+            return owner.get(call)
+        if owner is not None and any(call in calls for calls in self._table.values()):
+            return owner
+        return None
 
     def close(self) -> None:
         """No more events: let async subscribers drain their buffers and finish."""

@@ -81,8 +81,7 @@ class Deriver:
                         append(ThinkingEvent(thinking=delta.thinking, _pieces=pieces, _end=pieces.add(delta.thinking)))
                 elif dkind is CitationsDelta:
                     if bkind == _TEXT:
-                        cites.items.append(delta.citation)
-                        append(CitationEvent(citation=delta.citation, _citations=cites, _n=len(cites.items)))
+                        append(CitationEvent(citation=delta.citation, _citations=cites, _n=cites.add(delta.citation)))
                 elif dkind is SignatureDelta:
                     if bkind == _THINKING:
                         append(SignatureEvent(signature=delta.signature))

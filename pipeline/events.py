@@ -347,8 +347,18 @@ class Citations:
     __slots__ = ("start", "items")
 
     def __init__(self, start: Any) -> None:
-        self.start: list[Any] = start if isinstance(start, list) else []
-        self.items: list[Any] = []
+        # most blocks never get a citation: no list until the first one
+        self.start: list[Any] | tuple[()] = start if isinstance(start, list) else ()
+        self.items: list[Any] | tuple[()] = ()
+
+    def add(self, citation: Any) -> int:
+        """Append *citation*; return how many citation deltas the block has had."""
+        items = self.items
+        if isinstance(items, list):
+            items.append(citation)
+            return len(items)
+        self.items = [citation]
+        return 1
 
     def upto(self, n: int) -> list[Any]:
         """The block's citations after its first *n* citation deltas (the SDK replaces an

@@ -129,7 +129,7 @@ class MessageStream:
         self._pending: BaseException | None = None  # an error to raise after the batch before it
         self._finished = False
         self._ended = False
-        self._buffer: list[Any] = []
+        self._buffer: Sequence[Any] = ()
         self._pos = 0
         self._chunks = self._bytes = self._events = 0
 
@@ -458,7 +458,7 @@ class MessageStream:
         """
         if self._error is not None:
             raise self._error
-        self._buffer, self._pos = [], 0
+        self._buffer, self._pos = (), 0
         if self._source_iter is not None and not self._bus.has_async:
             await self._drive_fused()
         while await self._next_batch() is not None:

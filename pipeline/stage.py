@@ -21,7 +21,7 @@ marker, ends an island; the runner connects islands with bounded channels.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final, runtime_checkable
 
 from ._fused import Fused
 from .accumulate import Accumulator
@@ -211,17 +211,23 @@ def boundary(*, buffer: int = 4) -> Boundary:
 
 
 BUILTIN = (Parse, Accumulate, Derive)
+_DEFAULT_CHAIN: Final = (Parse(), Accumulate(), Derive())
 
 
-def resolve(stages: Sequence[Any], *, allow_incomplete: bool = False, limits: Limits | None = None) -> list[Any]:
+def resolve(
+    stages: Sequence[Any], *, allow_incomplete: bool = False, limits: Limits | None = None
+) -> tuple[Any, ...]:
     """Return the full chain: *stages* as given when it names a built-in stage, otherwise
     the built-in chain followed by *stages*. Built-in ``parse`` and ``accumulate`` stages
     without limits of their own get *limits*."""
     if any(isinstance(s, BUILTIN) for s in stages):
         if limits is None:
-            return list(stages)
-        return [_with_limits(s, limits) for s in stages]
-    return [Parse(limits=limits), Accumulate(allow_incomplete=allow_incomplete, limits=limits), Derive(), *stages]
+            return tuple(stages)
+        return tuple(_with_limits(s, limits) for s in stages)
+    if limits is None and not allow_incomplete:
+        # specs hold no state: one set for every stream
+        return (*_DEFAULT_CHAIN, *stages) if stages else _DEFAULT_CHAIN
+    return (Parse(limits=limits), Accumulate(allow_incomplete=allow_incomplete, limits=limits), Derive(), *stages)
 
 
 def _with_limits(spec: Any, limits: Limits) -> Any:
@@ -307,8 +313,8 @@ class Island:
             else:
                 steps.append((stage_name(spec), _into(logic), _flush(logic)))
             logics.append(logic)
-        self._steps = steps
-        self.names = [name for name, _, _ in steps]
+        self._steps = tuple(steps)
+        self.names = tuple(name for name, _, _ in steps)
         # the whole default chain, one chunk at a time: the runner's hot loop calls it
         # directly (see MessageStream._drive_fused); None for any other island
         self.one_chunk = one_chunk if len(steps) == 1 else None

@@ -40,8 +40,8 @@ def test_fused_equals_unfused(name: str, chunker: str) -> None:
     ](body)
     fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
     apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
-    assert Island(fused).names == ["parse+accumulate+derive"]
-    assert Island(apart).names == ["parse", "accumulate", "identity", "derive"]
+    assert Island(fused).names == ("parse+accumulate+derive",)
+    assert Island(apart).names == ("parse", "accumulate", "identity", "derive")
     assert run_island(fused, chunks) == run_island(apart, chunks)
 
 
