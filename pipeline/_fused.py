@@ -30,6 +30,8 @@ __all__ = ["Fused"]
 
 _LIVE_DELTA: Final = b"event: content_block_delta\ndata: "
 _DATA_AT: Final = len(_LIVE_DELTA)
+_LF: Final = 10  # b"\n"[0]: `int in bytes` is a memchr, `bytes in bytes` a general search
+_CR: Final = 13
 
 
 @final
@@ -107,19 +109,24 @@ class Fused:
         decoded and folded in one go; every other chunk goes through the parser, then
         :meth:`fold`, exactly as the three stages would run apart.
         """
-        sse = self._sse
-        # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR
+        # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR.
+        # Written with slices, indexing and `int in bytes`: bytes.startswith, endswith and
+        # find parse their arguments the slow way, and the four of them cost about 4,600
+        # instructions per chunk (callgrind), these about 1,800.
         if (
-            sse.idle  # type: ignore[union-attr]
-            and chunk.startswith(_LIVE_DELTA)
-            and chunk.endswith(b"\n\n")
-            and chunk.find(b"\n", _DATA_AT, -2) < 0
-            and chunk.find(b"\r") < 0
+            chunk[:_DATA_AT] == _LIVE_DELTA
+            and chunk[-1] == _LF
+            and chunk[-2] == _LF
+            and self._sse.idle  # type: ignore[union-attr]
         ):
-            try:
-                event: Any = decode_wire(chunk[_DATA_AT:-2])
-            except BAD_DATA:
-                event = None
+            data = chunk[_DATA_AT:-2]
+            if _LF in data or _CR in data:
+                event: Any = None
+            else:
+                try:
+                    event = decode_wire(data)
+                except BAD_DATA:
+                    event = None
             if type(event) is ContentBlockDeltaEvent:
                 index = event.index
                 derived = self._der_blocks.get(index)

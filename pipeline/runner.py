@@ -356,6 +356,7 @@ class MessageStream:
         source, bus = self._source_iter, self._bus
         max_bytes = self._max_bytes - self._bytes
         chunks = size = events = 0
+        out: list[Any] = []  # one list for every chunk: its events are published, then dropped
         try:
             while True:
                 try:
@@ -369,7 +370,6 @@ class MessageStream:
                 size += len(chunk)
                 if size > max_bytes:
                     await self._fail(self._too_many_bytes())
-                out: list[Any] = []
                 try:
                     one(chunk, out)
                 except Exception as exc:  # deliver what the chunk held before the failure
@@ -380,6 +380,7 @@ class MessageStream:
                 events += len(out)
                 if bus.has_sync:
                     bus.publish_sync(out)
+                out.clear()
         except Exception as exc:
             if exc is not self._error:
                 await self._fail(exc)
