@@ -15,6 +15,8 @@ from .accumulate import _TEXT, _THINKING, _TOOL, Accumulator
 from .derive import Deriver
 from .events import (
     GROUP,
+    CitationEvent,
+    CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     InputJSONDelta,
@@ -75,6 +77,16 @@ class Fused:
                             piece = delta.thinking
                         elif dkind is InputJSONDelta and bkind == _TOOL:
                             piece = delta.partial_json
+                        elif dkind is CitationsDelta and bkind == _TEXT:
+                            citation = delta.citation
+                            if block.citations:  # the accumulator's list
+                                block.citations.append(citation)
+                            else:
+                                block.citations = [citation]  # to_dict() copies
+                            cites = derived[2]  # the deriver's
+                            append(event)
+                            append(CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation)))
+                            continue
                         else:
                             piece = None
                         if piece is not None:
@@ -96,9 +108,11 @@ class Fused:
                             continue
             folded: list[Any] = []
             acc.process_into([event], folded)
-            der.process_into(folded, out)
-            if kind is ContentBlockStartEvent:
-                der.share(event.index, acc_blocks[event.index].pieces)
+            if kind is ContentBlockStartEvent:  # accepted: the deriver shares its pieces
+                der.start_shared(event, acc_blocks[event.index].pieces)
+                append(event)
+            else:
+                der.process_into(folded, out)
         if events:
             acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
 

@@ -90,20 +90,21 @@ class Deriver:
                     self._start(event)
                 append(event)
 
-    def _start(self, event: ContentBlockStartEvent) -> None:
+    def _start(self, event: ContentBlockStartEvent, pieces: Pieces | None = None) -> None:
         data = event.content_block
         kind = _KINDS.get(event.block_type, _OTHER)
-        key = _TEXT_KEYS.get(kind)
-        text = data.get(key) if key else None
-        pieces = Pieces(text if isinstance(text, str) else "")
+        if pieces is None:
+            key = _TEXT_KEYS.get(kind)
+            text = data.get(key) if key else None
+            pieces = Pieces(text if isinstance(text, str) else "")
         start = data.get("input", {}) if kind == _TOOL else None
         self._blocks[event.index] = (kind, pieces, Citations(data.get("citations")), start)
 
-    def share(self, index: int, pieces: Pieces) -> None:
-        """Use *pieces* (the accumulator's store) for block *index*: when the two stages are
-        fused, each piece is stored once."""
-        kind, _, cites, start = self._blocks[index]
-        self._blocks[index] = (kind, pieces, cites, start)
+    def start_shared(self, event: ContentBlockStartEvent, pieces: Pieces) -> None:
+        """Start block ``event.index`` with *pieces*, the accumulator's store of its text:
+        when the two stages are fused, each piece is stored once. The caller passes the
+        event on."""
+        self._start(event, pieces)
 
     def flush(self) -> list[Any]:
         """Nothing is held back; forget the blocks."""
