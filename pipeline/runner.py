@@ -163,9 +163,16 @@ class MessageStream:
                 self._finished = True
                 self._tg.cancel_scope.cancel()
             self._bus.close()
-            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await self._close_source()
-                await self._end()
+            if (
+                self._source_iter is not None
+                or self._receive is not None
+                or (not self._ended and self._bus.lifecycle("on_end"))
+            ):
+                with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                    await self._close_source()
+                    await self._end()
+            else:  # a finished stream closed its source already: no shielded scope (and timer) needed
+                self._ended = True
         finally:
             try:
                 await self._tg.__aexit__(exc_type, exc, tb)

@@ -230,6 +230,19 @@ async def test_lifecycle_callbacks() -> None:
     assert calls == ["error:IncompleteStreamError", "end"]
 
 
+async def test_on_end_subscribed_after_the_last_event_still_runs() -> None:
+    """A finished stream skips its shielded close, unless an on_end came after the end."""
+    calls: list[str] = []
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        await stream.get_final_message()
+        stream.on_end(lambda: calls.append("end"))
+        assert calls == []
+    assert calls == ["end"]
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        await stream.get_final_message()
+    assert calls == ["end"]  # and a stream without one ends quietly
+
+
 async def test_pipeline_config_is_reusable() -> None:
     """Each stream of a Pipeline gets fresh stage state; subscribers are shared."""
     seen: list[Any] = []
