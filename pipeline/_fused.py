@@ -111,8 +111,10 @@ class Fused:
             if kind is ContentBlockStartEvent:  # accepted: the deriver shares its pieces
                 der.start_shared(event, acc_blocks[event.index].pieces)
                 append(event)
-            else:
+            elif kind is ContentBlockDeltaEvent:
                 der.process_into(folded, out)
+            else:  # the deriver passes every other event on as it is
+                out.extend(folded)
         if events:
             acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
 
