@@ -42,8 +42,8 @@ class Fused:
     ``parse`` before them when it is given.
 
     One object per stream, its state in slots: closures would cost a cell per captured
-    name, each a separate object for the garbage collector to walk and for the per-event
-    path to touch (at thousands of streams, the cache misses cost more than the code).
+    name, each a separate object to hold and for the garbage collector to walk (at
+    thousands of open streams, the collector's full passes set the latency tail).
     """
 
     __slots__ = ("_acc", "_acc_blocks", "_der", "_der_blocks", "_max_tool", "_parser", "_sse")
@@ -51,7 +51,7 @@ class Fused:
     def __init__(self, acc: Accumulator, der: Deriver, parser: AnthropicParser | None = None) -> None:
         self._acc, self._der, self._parser = acc, der, parser
         self._acc_blocks, self._der_blocks = acc._blocks, der._blocks
-        self._max_tool = acc.max_tool_input  # checked per compacted group (16 pieces) and at the block's stop
+        self._max_tool = acc.max_tool_input  # checked per compacted group (GROUP pieces) and at the block's stop
         self._sse = parser._sse if parser is not None else None
 
     def fold(self, events: list[Any], out: list[Any]) -> None:
