@@ -79,10 +79,7 @@ class Fused:
                             piece = delta.partial_json
                         elif dkind is CitationsDelta and bkind == _TEXT:
                             citation = delta.citation
-                            if block.citations:  # the accumulator's list
-                                block.citations.append(citation)
-                            else:
-                                block.citations = [citation]  # to_dict() copies
+                            block.add_citation(citation)  # the accumulator's
                             cites = derived[2]  # the deriver's
                             append(event)
                             append(CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation)))

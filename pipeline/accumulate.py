@@ -76,6 +76,13 @@ class _Block:
         self.signature: str | None = None
         self.done: ContentBlock | None = None
 
+    def add_citation(self, citation: Any) -> None:
+        """Append a citation delta's citation (the list is made by the first one)."""
+        if self.citations:
+            self.citations.append(citation)
+        else:
+            self.citations = [citation]  # to_dict() copies
+
     def build(self, *, partial: bool) -> ContentBlock:
         """Return the block with its deltas applied (*partial*: tolerate unfinished JSON)."""
         data = dict(self.data)
@@ -189,10 +196,7 @@ class Accumulator:
                             block.pieces.add(delta.thinking)
                     elif dkind is CitationsDelta:
                         if block.kind == _TEXT:
-                            if block.citations:
-                                block.citations.append(delta.citation)
-                            else:
-                                block.citations = [delta.citation]  # to_dict() copies
+                            block.add_citation(delta.citation)
                     elif dkind is SignatureDelta:
                         if block.kind == _THINKING:
                             block.signature = delta.signature
