@@ -300,9 +300,13 @@ class Pieces:
     def whole(self) -> str:
         """Return the whole text so far (kept, so the next call is free)."""
         if len(self._text) != self.size:
-            self.compact()
-            self._text += b"".join(self.groups).decode("utf-8", "surrogatepass")
-            self.groups.clear()
+            groups, tail = self.groups, self.tail
+            if groups:
+                self._text += b"".join(groups).decode("utf-8", "surrogatepass")
+                groups.clear()
+            if tail:  # joined as they are: no round trip through UTF-8
+                self._text += "".join(tail)
+                tail.clear()
         return self._text
 
     def whole_bytes(self) -> bytes:
