@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Final, final
 
-from .accumulate import _TEXT, _THINKING, _TOOL, Accumulator
+from .accumulate import _TEXT, Accumulator, _Block
 from .derive import Deriver
 from .events import (
     GROUP,
@@ -19,11 +19,12 @@ from .events import (
     CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
+    ContentBlockStopEvent,
     InputJSONDelta,
     InputJsonEvent,
+    RawContentBlockStopEvent,
     TextDelta,
     TextEvent,
-    ThinkingDelta,
     ThinkingEvent,
 )
 from .providers.anthropic import BAD_DATA, AnthropicParser, decode_wire
@@ -58,56 +59,67 @@ class Fused:
         """Run the accumulator, then the deriver, over each of *events* (raw events)."""
         acc, der = self._acc, self._der
         acc_blocks, der_blocks = self._acc_blocks, self._der_blocks
-        append = out.append
         for event in events:
             kind = type(event)
             if kind is ContentBlockDeltaEvent:
                 index = event.index
                 derived = der_blocks.get(index)
-                # a block the deriver knows was started through the accumulator too
-                if derived is not None:
-                    block = acc_blocks[index]
+                # the deriver's blocks are the accumulator's, started together (below): the
+                # same kind, the same pieces
+                if derived is not None and acc_blocks[index].done is None:
                     delta: Any = event.delta
                     dkind = type(delta)
-                    bkind = block.kind
-                    if block.done is None and bkind == derived[0]:
-                        if dkind is TextDelta and bkind == _TEXT:
+                    if dkind is derived[4]:  # the delta of the block's kind: a piece
+                        pieces = derived[1]
+                        if dkind is TextDelta:
                             piece = delta.text
-                        elif dkind is ThinkingDelta and bkind == _THINKING:
-                            piece = delta.thinking
-                        elif dkind is InputJSONDelta and bkind == _TOOL:
+                        elif dkind is InputJSONDelta:
                             piece = delta.partial_json
-                        elif dkind is CitationsDelta and bkind == _TEXT:
-                            citation = delta.citation
-                            block.add_citation(citation)  # the accumulator's
-                            cites = derived[2]  # the deriver's
-                            append(event)
-                            append(CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation)))
-                            continue
                         else:
-                            piece = None
-                        if piece is not None:
-                            pieces = block.pieces  # shared with the deriver (see below)
-                            tail = pieces.tail  # Pieces.add, inlined
-                            tail.append(piece)
-                            pieces.size += len(piece)
-                            if len(tail) >= GROUP:
-                                pieces.compact()
-                                if pieces.size > self._max_tool and bkind == _TOOL:
-                                    raise acc.tool_input_too_large(index)
-                            append(event)
-                            if dkind is TextDelta:
-                                append(TextEvent(piece, pieces, pieces.size))
-                            elif dkind is ThinkingDelta:
-                                append(ThinkingEvent(piece, pieces, pieces.size))
-                            else:
-                                append(InputJsonEvent(piece, pieces, pieces.size, derived[3]))
-                            continue
+                            piece = delta.thinking
+                        tail = pieces.tail  # Pieces.add, inlined
+                        tail.append(piece)
+                        size = pieces.size = pieces.size + len(piece)
+                        if len(tail) >= GROUP:
+                            pieces.compact()
+                            if size > self._max_tool and dkind is InputJSONDelta:
+                                raise acc.tool_input_too_large(index)
+                        if dkind is TextDelta:
+                            out += (event, TextEvent(piece, pieces, size))
+                        elif dkind is InputJSONDelta:
+                            out += (event, InputJsonEvent(piece, pieces, size, derived[3]))
+                        else:
+                            out += (event, ThinkingEvent(piece, pieces, size))
+                        continue
+                    if dkind is CitationsDelta and derived[0] == _TEXT:
+                        citation = delta.citation
+                        acc_blocks[index].add_citation(citation)  # the accumulator's
+                        cites = derived[2]  # the deriver's
+                        out += (event, CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation)))
+                        continue
+            elif kind is ContentBlockStartEvent:
+                # the next block of a started, unfinished message: the accumulator's checks
+                # (Accumulator._other), passed; anything else takes the general fold below
+                index = event.index
+                started = acc._message is not None and acc._final is None
+                if started and index == len(acc_blocks) and index < acc.max_blocks:
+                    block = _Block(index, event.content_block)
+                    acc_blocks.append(block)
+                    der.start_shared(event, block)
+                    out.append(event)
+                    continue
+            elif kind is RawContentBlockStopEvent:
+                index = event.index
+                # a known block of an unfinished message (so one that started); the
+                # accumulator's _stop_block makes the remaining checks
+                if 0 <= index < len(acc_blocks) and acc._final is None:
+                    out.append(ContentBlockStopEvent(index=index, content_block=acc._stop_block(index)))
+                    continue
             folded: list[Any] = []
             acc.process_into([event], folded)
             if kind is ContentBlockStartEvent:  # accepted: the deriver shares its pieces
-                der.start_shared(event, acc_blocks[event.index].pieces)
-                append(event)
+                der.start_shared(event, acc_blocks[event.index])
+                out.append(event)
             elif kind is ContentBlockDeltaEvent:
                 der.process_into(folded, out)
             else:  # the deriver passes every other event on as it is
@@ -127,10 +139,7 @@ class Fused:
         # find parse their arguments the slow way, and the four of them cost about 4,600
         # instructions per chunk (callgrind), these about 1,800.
         if (
-            chunk[:_DATA_AT] == _LIVE_DELTA
-            and chunk[-1] == _LF
-            and chunk[-2] == _LF
-            and self._sse.idle  # type: ignore[union-attr]
+            chunk[:_DATA_AT] == _LIVE_DELTA and chunk[-1] == _LF and chunk[-2] == _LF and self._sse.idle  # type: ignore[union-attr]
         ):
             data = chunk[_DATA_AT:-2]
             if _LF in data or _CR in data:
@@ -144,40 +153,34 @@ class Fused:
                 index = event.index
                 derived = self._der_blocks.get(index)
                 if derived is not None:
-                    block = self._acc_blocks[index]
                     delta: Any = event.delta
                     dkind = type(delta)
-                    bkind = block.kind
-                    if block.done is None and bkind == derived[0]:
-                        # the same fold as fold()'s, inlined here too: handing the event
-                        # to fold([event], out) instead measured +8% instructions per
-                        # live delta (callgrind)
-                        if dkind is TextDelta and bkind == _TEXT:
+                    if dkind is derived[4] and self._acc_blocks[index].done is None:
+                        # fold()'s piece path, inlined here too: handing the event to
+                        # fold([event], out) instead measured +8% instructions per live
+                        # delta (callgrind)
+                        pieces = derived[1]
+                        if dkind is TextDelta:
                             piece = delta.text
-                        elif dkind is ThinkingDelta and bkind == _THINKING:
-                            piece = delta.thinking
-                        elif dkind is InputJSONDelta and bkind == _TOOL:
+                        elif dkind is InputJSONDelta:
                             piece = delta.partial_json
                         else:
-                            piece = None
-                        if piece is not None:
-                            pieces = block.pieces
-                            tail = pieces.tail  # Pieces.add, inlined
-                            tail.append(piece)
-                            pieces.size += len(piece)
-                            if len(tail) >= GROUP:
-                                pieces.compact()
-                                if pieces.size > self._max_tool and bkind == _TOOL:
-                                    raise self._acc.tool_input_too_large(index)
-                            out.append(event)
-                            if dkind is TextDelta:
-                                out.append(TextEvent(piece, pieces, pieces.size))
-                            elif dkind is ThinkingDelta:
-                                out.append(ThinkingEvent(piece, pieces, pieces.size))
-                            else:
-                                out.append(InputJsonEvent(piece, pieces, pieces.size, derived[3]))
-                            self._acc._last = event
-                            return
+                            piece = delta.thinking
+                        tail = pieces.tail
+                        tail.append(piece)
+                        size = pieces.size = pieces.size + len(piece)
+                        if len(tail) >= GROUP:
+                            pieces.compact()
+                            if size > self._max_tool and dkind is InputJSONDelta:
+                                raise self._acc.tool_input_too_large(index)
+                        if dkind is TextDelta:
+                            out += (event, TextEvent(piece, pieces, size))
+                        elif dkind is InputJSONDelta:
+                            out += (event, InputJsonEvent(piece, pieces, size, derived[3]))
+                        else:
+                            out += (event, ThinkingEvent(piece, pieces, size))
+                        self._acc._last = event
+                        return
                 self.fold([event], out)
                 return
         middle: list[Any] = []

@@ -13,7 +13,7 @@ a custom stage sits before it; fused with the accumulator (the default), the two
 
 from __future__ import annotations
 
-from typing import Any, final
+from typing import Any, Final, final
 
 from .events import (
     CitationEvent,
@@ -34,7 +34,10 @@ from .events import (
 
 __all__ = ["Deriver"]
 
-from .accumulate import _KINDS, _OTHER, _TEXT, _TEXT_KEYS, _THINKING, _TOOL
+from .accumulate import _KINDS, _OTHER, _TEXT, _TEXT_KEYS, _THINKING, _TOOL, _Block
+
+# the delta that adds to a block's pieces, by block kind
+_PIECE_DELTAS: Final[dict[int, type]] = {_TEXT: TextDelta, _THINKING: ThinkingDelta, _TOOL: InputJSONDelta}
 
 
 @final
@@ -46,8 +49,9 @@ class Deriver:
     name = "derive"
 
     def __init__(self) -> None:
-        # index -> (block kind, pieces of its text / json / thinking, its citations, start input)
-        self._blocks: dict[int, tuple[int, Pieces, Citations, Any]] = {}
+        # index -> (block kind, pieces of its text / json / thinking, its citations, start
+        # input, the class of the deltas that add to its pieces or None)
+        self._blocks: dict[int, tuple[int, Pieces, Citations, Any, type | None]] = {}
 
     def process(self, event: Any) -> list[Any]:
         """Return *event* followed by the events derived from it."""
@@ -68,7 +72,7 @@ class Deriver:
                     continue
                 delta = event.delta
                 dkind = type(delta)
-                bkind, pieces, cites, start = block
+                bkind, pieces, cites, start, _ = block
                 if dkind is TextDelta:
                     if bkind == _TEXT:
                         append(TextEvent(text=delta.text, _pieces=pieces, _end=pieces.add(delta.text)))
@@ -90,21 +94,22 @@ class Deriver:
                     self._start(event)
                 append(event)
 
-    def _start(self, event: ContentBlockStartEvent, pieces: Pieces | None = None) -> None:
+    def _start(self, event: ContentBlockStartEvent) -> None:
         data = event.content_block
         kind = _KINDS.get(event.block_type, _OTHER)
-        if pieces is None:
-            key = _TEXT_KEYS.get(kind)
-            text = data.get(key) if key else None
-            pieces = Pieces(text if isinstance(text, str) else "")
-        start = data.get("input", {}) if kind == _TOOL else None
-        self._blocks[event.index] = (kind, pieces, Citations(data.get("citations")), start)
+        key = _TEXT_KEYS.get(kind)
+        text = data.get(key) if key else None
+        self._add(event.index, kind, Pieces(text if isinstance(text, str) else ""), data)
 
-    def start_shared(self, event: ContentBlockStartEvent, pieces: Pieces) -> None:
-        """Start block ``event.index`` with *pieces*, the accumulator's store of its text:
-        when the two stages are fused, each piece is stored once. The caller passes the
-        event on."""
-        self._start(event, pieces)
+    def _add(self, index: int, kind: int, pieces: Pieces, data: dict[str, Any]) -> None:
+        start = data.get("input", {}) if kind == _TOOL else None
+        self._blocks[index] = (kind, pieces, Citations(data.get("citations")), start, _PIECE_DELTAS.get(kind))
+
+    def start_shared(self, event: ContentBlockStartEvent, block: _Block) -> None:
+        """Start block ``event.index`` from *block*, the accumulator's: when the two stages
+        are fused, each piece is stored once, and the block's kind is read once. The caller
+        passes the event on."""
+        self._add(event.index, block.kind, block.pieces, event.content_block)
 
     def flush(self) -> list[Any]:
         """Nothing is held back; forget the blocks."""
