@@ -248,12 +248,15 @@ class _AsyncSubscriber:
 class EventBus:
     """Fans derived events out to the subscribers of one stream."""
 
-    __slots__ = ("_subs", "_table", "_owner", "_async", "_task_group", "_detached", "has_sync")
+    __slots__ = ("_subs", "sync_table", "_owner", "_async", "_task_group", "_detached", "has_sync")
 
     def __init__(self) -> None:
         # per stream, so the rarely needed containers are made on first use
         self._subs: list[Subscription] = []
-        self._table: dict[type, list[Callable[[Any], Any]]] = {}
+        # event type -> its sync callbacks, in order; read per chunk by the runner's hot
+        # loop, which delivers inline (see publish_sync) and hands a failure to
+        # publish_failed. Never changed in place: a change of subscribers makes a new one.
+        self.sync_table: dict[type, list[Callable[[Any], Any]]] = {}
         # callback -> its subscription; a Subscription itself when there is only one
         self._owner: dict[Callable[[Any], Any], Subscription] | Subscription | None = None
         self._async: list[_AsyncSubscriber] | tuple[()] = ()
@@ -294,7 +297,7 @@ class EventBus:
         shared: dict[tuple[Callable[[Any], Any], ...], list[Callable[[Any], Any]]] = {}
         for kind, calls in table.items():
             table[kind] = shared.setdefault(tuple(calls), calls)
-        self._table = table
+        self.sync_table = table
         self._owner = owner if len(subs) > 1 else subs[0] if subs else None
         self.has_sync = bool(table)
 
@@ -309,14 +312,14 @@ class EventBus:
         Cancellation: may wait for room in a blocking async subscriber's buffer; cancelling
         then abandons the batch for that subscriber.
         """
-        if self._table:
+        if self.sync_table:
             self.publish_sync(batch)
         for sub in self._async:
             await sub.offer(batch)
 
     def publish_sync(self, batch: list[Any]) -> None:
         """Deliver *batch* to the sync subscribers only (never blocks)."""
-        table = self._table
+        table = self.sync_table
         call: Callable[[Any], Any] | None = None
         event: Any = None
         try:
@@ -327,12 +330,13 @@ class EventBus:
                         call(event)
         except Exception as exc:
             assert call is not None
-            self._failed(call, exc, batch, event)
+            self.publish_failed(call, exc, batch, event)
 
-    def _failed(self, call: Callable[[Any], Any], exc: Exception, batch: list[Any], event: Any) -> None:
-        # The slow path: detach the failing subscriber (or raise), then finish delivering
-        # this event to the callbacks after it, and the rest of the batch.
-        calls = self._table.get(type(event), [])
+    def publish_failed(self, call: Callable[[Any], Any], exc: Exception, batch: list[Any], event: Any) -> None:
+        """The slow path of :meth:`publish_sync`, after *call* raised *exc* on *event* of
+        *batch*: detach the failing subscriber (or raise), then finish delivering this event
+        to the callbacks after it, and the rest of the batch."""
+        calls = self.sync_table.get(type(event), [])
         rest = calls[next(i for i, c in enumerate(calls) if c is call) + 1 :]
         owner = self._owner_of(call)
         assert owner is not None
@@ -367,7 +371,7 @@ class EventBus:
         owner = self._owner
         if isinstance(owner, dict):
             return owner.get(call)
-        if owner is not None and any(call in calls for calls in self._table.values()):
+        if owner is not None and any(call in calls for calls in self.sync_table.values()):
             return owner
         return None
 
