@@ -248,7 +248,7 @@ class _AsyncSubscriber:
 class EventBus:
     """Fans derived events out to the subscribers of one stream."""
 
-    __slots__ = ("_subs", "sync_table", "_owner", "_async", "_task_group", "_detached", "has_sync")
+    __slots__ = ("_subs", "sync_table", "_owner", "_async", "_task_group", "_detached", "has_sync", "sync_single")
 
     def __init__(self) -> None:
         # per stream, so the rarely needed containers are made on first use
@@ -263,6 +263,9 @@ class EventBus:
         self._task_group: TaskGroup | None = None
         self._detached: set[Subscription] | None = None
         self.has_sync = False  # whether any sync callback is attached (read per chunk)
+        # the one sync callback, when every entry of sync_table is that one: the runner
+        # then checks `type(event) in sync_table` and calls it, without a list per event
+        self.sync_single: Callable[[Any], Any] | None = None
 
     def attach(self, task_group: TaskGroup) -> None:
         """Start the tasks of async subscribers in *task_group* (now and later)."""
@@ -300,6 +303,8 @@ class EventBus:
         self.sync_table = table
         self._owner = owner if len(subs) > 1 else subs[0] if subs else None
         self.has_sync = bool(table)
+        lists = list(shared.values())
+        self.sync_single = lists[0][0] if len(lists) == 1 and len(lists[0]) == 1 else None
 
     @property
     def has_async(self) -> bool:
@@ -320,14 +325,19 @@ class EventBus:
     def publish_sync(self, batch: list[Any]) -> None:
         """Deliver *batch* to the sync subscribers only (never blocks)."""
         table = self.sync_table
-        call: Callable[[Any], Any] | None = None
+        call = self.sync_single
         event: Any = None
         try:
-            for event in batch:
-                calls = table.get(type(event))
-                if calls:
-                    for call in calls:
+            if call is not None:
+                for event in batch:
+                    if type(event) in table:
                         call(event)
+            else:
+                for event in batch:
+                    calls = table.get(type(event))
+                    if calls:
+                        for call in calls:
+                            call(event)
         except Exception as exc:
             assert call is not None
             self.publish_failed(call, exc, batch, event)

@@ -388,12 +388,19 @@ class MessageStream:
                 table = bus.sync_table
                 if table:  # bus.publish_sync(out), inlined: one call less per chunk
                     try:
-                        for event in out:
-                            calls = table.get(type(event))
-                            if calls:
-                                for call in calls:
+                        call = bus.sync_single
+                        if call is not None:  # one callback (on_event, or on_text alone...)
+                            for event in out:
+                                if type(event) in table:
                                     call(event)
+                        else:
+                            for event in out:
+                                calls = table.get(type(event))
+                                if calls:
+                                    for call in calls:
+                                        call(event)
                     except Exception as exc:
+                        assert call is not None
                         bus.publish_failed(call, exc, out, event)
                 out.clear()
         except Exception as exc:

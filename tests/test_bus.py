@@ -90,6 +90,66 @@ async def test_decorators_and_objects_see_the_same_sequence() -> None:
     assert len(iterated) > 40
 
 
+def _lone(callback: str, sink: Any) -> object:
+    """A subscriber with the one sync callback *callback*, appending what it gets to *sink*."""
+    return type("Lone", (), {callback: staticmethod(sink)})()
+
+
+_PICK: dict[str, Any] = {  # what each callback gets of a stream's events
+    "on_text": lambda events: [e for e in events if isinstance(e, pipeline.TextEvent)],
+    "on_content_block": lambda events: [
+        e.content_block for e in events if isinstance(e, pipeline.ContentBlockStopEvent)
+    ],
+    "on_event": list,
+}
+
+
+def _dicts(items: list[Any]) -> list[dict[str, Any]]:
+    """Events and blocks of two runs compare by value (a derived event holds its run's store)."""
+    return [item.to_dict() for item in items]
+
+
+@pytest.mark.parametrize("drive", ["iterate", "final_message"])
+@pytest.mark.parametrize("callback", list(_PICK))
+async def test_a_lone_callback_gets_exactly_its_events(callback: str, drive: str) -> None:
+    """One sync callback alone (the bus's single-callback path) gets its events, and no
+    others, whether the stream is iterated or driven to its final message."""
+    chunks = chunk_events(rich_body())
+    async with pipeline.open_stream(aiter_chunks(chunks)) as stream:
+        events = [event async for event in stream]
+    got: list[Any] = []
+    async with pipeline.open_stream(aiter_chunks(chunks), subscribers=[_lone(callback, got.append)]) as stream:
+        if drive == "iterate":
+            assert _dicts([event async for event in stream]) == _dicts(events)
+        else:
+            await stream.get_final_message()
+    assert _dicts(got) == _dicts(_PICK[callback](events))
+    assert got
+
+
+async def test_a_second_subscriber_added_by_a_lone_callback_sees_the_rest() -> None:
+    """A lone callback that subscribes another one mid-stream misses nothing, and the new
+    one gets every event from the next chunk on."""
+    chunks = chunk_events(rich_body())
+    async with pipeline.open_stream(aiter_chunks(chunks)) as stream:
+        events = [event async for event in stream]
+    first: list[Any] = []
+    later: list[Any] = []
+
+    async with pipeline.open_stream(aiter_chunks(chunks)) as stream:
+
+        def on_event(event: Any) -> None:
+            first.append(event)
+            if len(first) == 5:
+                stream.on_event(later.append)
+
+        stream.on_event(on_event)
+        await stream.get_final_message()
+    assert _dicts(first) == _dicts(events)
+    assert 0 < len(later) < len(events) - 5
+    assert _dicts(later) == _dicts(events[-len(later) :])
+
+
 async def test_async_subscriber_gets_every_event_in_order() -> None:
     seen: list[Any] = []
 
