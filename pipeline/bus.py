@@ -70,6 +70,7 @@ CALLBACKS: Final[dict[str, tuple[tuple[type, ...], Callable[[Callable[..., Any]]
     "on_event": (_ALL, None),
 }
 _LIFECYCLE: Final = ("on_error", "on_end")
+_TAKES: Final = {name: frozenset(types) for name, (types, _) in CALLBACKS.items()}  # shared by every stream
 
 
 class SubscriberStatistics(msgspec.Struct, frozen=True):
@@ -131,6 +132,17 @@ class Subscription:
         self.is_async = any(
             inspect.iscoroutinefunction(fn) for n, fn in self.handlers.items() if n not in _LIFECYCLE
         )
+
+    def single(self) -> tuple[Callable[[Any], Any], frozenset[type]] | None:
+        """The subscriber's callback and the event types it takes, when it has exactly one
+        (lifecycle callbacks aside); else ``None``."""
+        found = [name for name in self.handlers if name not in _LIFECYCLE]
+        if len(found) != 1:
+            return None
+        name = found[0]
+        adapt = CALLBACKS[name][1]
+        fn = self.handlers[name]
+        return (adapt(fn) if adapt else fn), _TAKES[name]
 
     def table(self) -> dict[type, list[Callable[[Any], Any]]]:
         """Return event type -> callbacks of this subscriber, in a fixed order."""
@@ -248,24 +260,38 @@ class _AsyncSubscriber:
 class EventBus:
     """Fans derived events out to the subscribers of one stream."""
 
-    __slots__ = ("_subs", "sync_table", "_owner", "_async", "_task_group", "_detached", "has_sync", "sync_single")
+    __slots__ = (
+        "_subs",
+        "_owner",
+        "_async",
+        "_task_group",
+        "_detached",
+        "has_sync",
+        "sync_kinds",
+        "sync_single",
+        "sync_table",
+    )
 
     def __init__(self) -> None:
         # per stream, so the rarely needed containers are made on first use
         self._subs: list[Subscription] = []
-        # event type -> its sync callbacks, in order; read per chunk by the runner's hot
-        # loop, which delivers inline (see publish_sync) and hands a failure to
-        # publish_failed. Never changed in place: a change of subscribers makes a new one.
+        # Read per chunk by the runner's hot loop, which delivers inline as publish_sync
+        # does and hands a failure to publish_failed. Never changed in place: a change of
+        # subscribers makes new ones.
+        # - sync_kinds: the event types any sync callback takes (empty: none);
+        # - sync_single: the only sync callback, if there is one (then sync_kinds is a
+        #   frozenset shared by every stream, and sync_table is empty: a per-stream table
+        #   of one list would cost a dict entry per event type);
+        # - sync_table: otherwise, event type -> its sync callbacks, in order.
+        self.sync_kinds: dict[type, Any] | frozenset[type] = {}
+        self.sync_single: Callable[[Any], Any] | None = None
         self.sync_table: dict[type, list[Callable[[Any], Any]]] = {}
         # callback -> its subscription; a Subscription itself when there is only one
         self._owner: dict[Callable[[Any], Any], Subscription] | Subscription | None = None
         self._async: list[_AsyncSubscriber] | tuple[()] = ()
         self._task_group: TaskGroup | None = None
         self._detached: set[Subscription] | None = None
-        self.has_sync = False  # whether any sync callback is attached (read per chunk)
-        # the one sync callback, when every entry of sync_table is that one: the runner
-        # then checks `type(event) in sync_table` and calls it, without a list per event
-        self.sync_single: Callable[[Any], Any] | None = None
+        self.has_sync = False  # whether any sync callback is attached
 
     def attach(self, task_group: TaskGroup) -> None:
         """Start the tasks of async subscribers in *task_group* (now and later)."""
@@ -285,10 +311,17 @@ class EventBus:
             self._rebuild()
 
     def _rebuild(self) -> None:
-        table: dict[type, list[Callable[[Any], Any]]] = {}
-        owner: dict[Callable[[Any], Any], Subscription] = {}
         detached = self._detached or ()
         subs = [sub for sub in self._subs if not sub.is_async and sub not in detached]
+        single = subs[0].single() if len(subs) == 1 else None
+        if single is not None:
+            self.sync_single, self.sync_kinds = single
+            self.sync_table = {}
+            self._owner = subs[0]
+            self.has_sync = True
+            return
+        table: dict[type, list[Callable[[Any], Any]]] = {}
+        owner: dict[Callable[[Any], Any], Subscription] = {}
         for sub in subs:
             for kind, calls in sub.table().items():
                 table.setdefault(kind, []).extend(calls)
@@ -300,11 +333,10 @@ class EventBus:
         shared: dict[tuple[Callable[[Any], Any], ...], list[Callable[[Any], Any]]] = {}
         for kind, calls in table.items():
             table[kind] = shared.setdefault(tuple(calls), calls)
-        self.sync_table = table
+        self.sync_table = self.sync_kinds = table
+        self.sync_single = None
         self._owner = owner if len(subs) > 1 else subs[0] if subs else None
         self.has_sync = bool(table)
-        lists = list(shared.values())
-        self.sync_single = lists[0][0] if len(lists) == 1 and len(lists[0]) == 1 else None
 
     @property
     def has_async(self) -> bool:
@@ -317,7 +349,7 @@ class EventBus:
         Cancellation: may wait for room in a blocking async subscriber's buffer; cancelling
         then abandons the batch for that subscriber.
         """
-        if self.sync_table:
+        if self.sync_kinds:
             self.publish_sync(batch)
         for sub in self._async:
             await sub.offer(batch)
@@ -329,8 +361,9 @@ class EventBus:
         event: Any = None
         try:
             if call is not None:
+                kinds = self.sync_kinds
                 for event in batch:
-                    if type(event) in table:
+                    if type(event) in kinds:
                         call(event)
             else:
                 for event in batch:
@@ -346,8 +379,8 @@ class EventBus:
         """The slow path of :meth:`publish_sync`, after *call* raised *exc* on *event* of
         *batch*: detach the failing subscriber (or raise), then finish delivering this event
         to the callbacks after it, and the rest of the batch."""
-        calls = self.sync_table.get(type(event), [])
-        rest = calls[next(i for i, c in enumerate(calls) if c is call) + 1 :]
+        calls = self.sync_table.get(type(event), [])  # empty when *call* is the only one
+        rest = calls[calls.index(call) + 1 :] if call in calls else []
         owner = self._owner_of(call)
         assert owner is not None
         self._detach(owner, exc)
@@ -381,7 +414,7 @@ class EventBus:
         owner = self._owner
         if isinstance(owner, dict):
             return owner.get(call)
-        if owner is not None and any(call in calls for calls in self.sync_table.values()):
+        if owner is not None and (call is self.sync_single or any(call in calls for calls in self.sync_table.values())):
             return owner
         return None
 

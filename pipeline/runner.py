@@ -385,15 +385,16 @@ class MessageStream:
                         bus.publish_sync(out)
                     await self._fail(wrap_error(island.names[0], exc))
                 events += len(out)
-                table = bus.sync_table
-                if table:  # bus.publish_sync(out), inlined: one call less per chunk
+                kinds = bus.sync_kinds
+                if kinds:  # bus.publish_sync(out), inlined: one call less per chunk
                     try:
                         call = bus.sync_single
                         if call is not None:  # one callback (on_event, or on_text alone...)
                             for event in out:
-                                if type(event) in table:
+                                if type(event) in kinds:
                                     call(event)
                         else:
+                            table = bus.sync_table
                             for event in out:
                                 calls = table.get(type(event))
                                 if calls:

@@ -286,6 +286,21 @@ async def test_isolate_detaches_and_goes_on(make_async: bool) -> None:
     assert "".join(after) == text
 
 
+@pytest.mark.parametrize("drive", ["iterate", "final_message"])
+async def test_a_lone_isolated_callback_is_detached_and_the_stream_goes_on(drive: str) -> None:
+    """The single-callback path detaches an isolated failing callback, as the general one does."""
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        expected = await stream.get_final_text()
+    faulty = Faulty()
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        stream.subscribe(faulty, errors="isolate")
+        if drive == "iterate":
+            texts = [event.text async for event in stream if isinstance(event, pipeline.TextEvent)]
+            assert "".join(texts) == expected
+        assert await stream.get_final_text() == expected
+    assert faulty.calls == 3
+
+
 async def test_async_propagate_fails_the_stream() -> None:
     class Bad:
         async def on_message(self, message: pipeline.Message) -> None:
