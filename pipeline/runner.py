@@ -501,6 +501,11 @@ class MessageStream:
         Raises:
             PipelineError: The stream failed; ``error.partial_message`` has what arrived.
         """
+        if self._error is None and self._source_iter is not None and not self._bus.has_async:
+            # until_done's hot loop, awaited from here: one coroutine frame less to resume
+            # at each network chunk that had to be waited for
+            self._buffer, self._pos = (), 0
+            await self._drive_fused()
         await self.until_done()
         acc = self._plan.accumulator if self._plan else None
         if acc is None or acc.final_message is None:
