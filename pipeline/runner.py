@@ -37,7 +37,7 @@ from .errors import LimitExceededError, PipelineError, SourceError, StageError
 from .events import DerivedEvent, TextEvent
 from .limits import DEFAULT_LIMITS, Limits
 from .message import Message, TextBlock
-from .stage import Island, one_chunk_of, resolve, wrap_error
+from .stage import ChunkByChunk, Island, resolve, wrap_error
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
 
@@ -359,7 +359,7 @@ class MessageStream:
         # end of the source and leaves the ending (flush, errors) to _next_batch.
         assert self._plan is not None and self._source_iter is not None
         island = self._plan.last
-        one = island.one_chunk or one_chunk_of(island)
+        chain = island.fused or ChunkByChunk(island)
         source, bus = self._source_iter, self._bus
         max_bytes = self._max_bytes - self._bytes
         chunks = size = events = 0
@@ -378,7 +378,7 @@ class MessageStream:
                 if size > max_bytes:
                     await self._fail(self._too_many_bytes())
                 try:
-                    one(chunk, out)
+                    chain.process_chunk(chunk, out)
                 except Exception as exc:  # deliver what the chunk held before the failure
                     self._events += len(out)
                     if bus.has_sync:

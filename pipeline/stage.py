@@ -256,6 +256,7 @@ def stage_name(spec: Any) -> str:
 
 
 _Into = Callable[[list[Any], list[Any]], None]
+_WHOLE: Final = "parse+accumulate+derive"  # the name of the default chain, fused
 
 
 def _into(logic: Any) -> _Into:
@@ -290,12 +291,12 @@ class Island:
     through the stages after it, and the error is returned beside the output.
     """
 
-    __slots__ = ("_steps", "names", "one_chunk")
+    __slots__ = ("_steps", "names", "fused")
 
     def __init__(self, specs: Sequence[Any]) -> None:
         steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = []
         logics: list[Any] = []
-        one_chunk: Callable[[bytes, list[Any]], None] | None = None
+        whole: Fused | None = None
         for spec in specs:
             logic = open_logic(spec)
             previous = logics[-1] if logics else None
@@ -305,33 +306,33 @@ class Island:
                 if isinstance(parser, AnthropicParser):
                     fused = Fused(previous, logic, parser)
                     del steps[-2:]
-                    steps.append(("parse+accumulate+derive", fused.process_chunks, fused.flush))
-                    one_chunk = fused.process_chunk
+                    steps.append((_WHOLE, fused.process_chunks, fused.flush))
+                    whole = fused
                 else:
                     fused = Fused(previous, logic)
                     steps[-1] = ("accumulate+derive", fused.fold, fused.flush)
             else:
                 steps.append((stage_name(spec), _into(logic), _flush(logic)))
             logics.append(logic)
-        self._steps = tuple(steps)
         self.names = tuple(name for name, _, _ in steps)
-        # the whole default chain, one chunk at a time: the runner's hot loop calls it
-        # directly (see MessageStream._drive_fused); None for any other island
-        self.one_chunk = one_chunk if len(steps) == 1 else None
+        # The whole default chain, fused: the runner's hot loop calls its process_chunk
+        # directly (see MessageStream._drive_fused); None for any other island. It is
+        # kept instead of the steps (bound methods, tuples): fewer objects per stream.
+        self.fused = whole if len(steps) == 1 else None
+        self._steps = tuple(steps) if self.fused is None else ()
 
     def run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
         """Run every stage over *batch*; return the output and the first error, or ``None``."""
-        steps = self._steps
-        if len(steps) == 1:  # the default chain, fused whole
-            name, into, _ = steps[0]
+        fused = self.fused
+        if fused is not None:
             out: list[Any] = []
             try:
-                into(batch, out)
+                fused.process_chunks(batch, out)
             except Exception as exc:
-                return out, wrap_error(name, exc)
+                return out, wrap_error(_WHOLE, exc)
             return out, None
         error: BaseException | None = None
-        for name, into, _ in steps:
+        for name, into, _ in self._steps:
             out = []
             try:
                 into(batch, out)
@@ -343,6 +344,11 @@ class Island:
 
     def finish(self) -> tuple[list[Any], BaseException | None]:
         """End of input: flush every stage, each flush passing through the later stages."""
+        if self.fused is not None:
+            try:
+                return self.fused.flush(), None
+            except Exception as exc:
+                return [], wrap_error(_WHOLE, exc)
         error: BaseException | None = None
         batch: list[Any] = []
         for name, into, flush in self._steps:
@@ -361,17 +367,22 @@ class Island:
         return batch, error
 
 
-def one_chunk_of(island: Island) -> Callable[[bytes, list[Any]], None]:
-    """A ``one_chunk(chunk, out)`` for any island: its ``run``, raising the error it returns."""
-    run = island.run
+@final
+class ChunkByChunk:
+    """Any island with the fused chain's ``process_chunk(chunk, out)``: its ``run``,
+    raising the error it returns."""
 
-    def one_chunk(chunk: bytes, out: list[Any]) -> None:
-        done, error = run([chunk])
+    __slots__ = ("_run",)
+
+    def __init__(self, island: Island) -> None:
+        self._run = island.run
+
+    def process_chunk(self, chunk: bytes, out: list[Any]) -> None:
+        """Run the island over *chunk*, appending its output to *out*."""
+        done, error = self._run([chunk])
         out.extend(done)
         if error is not None:
             raise error
-
-    return one_chunk
 
 
 def wrap_error(name: str, exc: Exception) -> BaseException:
