@@ -27,7 +27,7 @@ from .events import (
     TextEvent,
     ThinkingEvent,
 )
-from .providers.anthropic import BAD_DATA, AnthropicParser, decode_wire
+from .providers.anthropic import BAD_DATA, AnthropicParser, decode_pair, decode_wire
 
 __all__ = ["Fused"]
 
@@ -139,7 +139,10 @@ class Fused:
         # find parse their arguments the slow way, and the four of them cost about 4,600
         # instructions per chunk (callgrind), these about 1,800.
         if (
-            chunk[:_DATA_AT] == _LIVE_DELTA and chunk[-1] == _LF and chunk[-2] == _LF and self._sse.idle  # type: ignore[union-attr]
+            chunk[:_DATA_AT] == _LIVE_DELTA
+            and chunk[-1] == _LF
+            and chunk[-2] == _LF
+            and self._sse.idle  # type: ignore[union-attr]
         ):
             data = chunk[_DATA_AT:-2]
             if _LF in data or _CR in data:
@@ -182,6 +185,16 @@ class Fused:
                         self._acc._last = event
                         return
                 self.fold([event], out)
+                return
+        elif chunk[-2:] == b"\n\n" and self._sse.idle:  # type: ignore[union-attr]
+            # Exactly one other event (a block start or stop, a message event...), two
+            # lines and no CR: what the parser would make of it, without its framing.
+            name, _, rest = chunk.partition(b"\n")
+            data = rest[6:-2]
+            if rest[:6] == b"data: " and name[:7] == b"event: " and _LF not in data and _CR not in chunk:
+                event = decode_pair(name, data)
+                if event is not None:
+                    self.fold([event], out)
                 return
         middle: list[Any] = []
         try:

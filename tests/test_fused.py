@@ -56,3 +56,36 @@ def test_fused_equals_unfused_on_failure() -> None:
     got = run_island(fused, chunk_events(truncated))
     assert got == run_island(apart, chunk_events(truncated))
     assert got[1] is not None and "unknown block index 7" in got[1]
+
+
+_ODD_EVENTS = {  # one-event chunks the fused chain reads without the parser's framing, or not
+    "ping": b'event: ping\ndata: {"type": "ping"}\n\n',
+    "ping_with_other_data": b'event: ping\ndata: {"type": "message_stop"}\n\n',
+    "unknown_event": b'event: mystery\ndata: {"type": "mystery_event", "x": 1}\n\n',
+    "misnamed_stop": b'event: whatever\ndata: {"type": "content_block_stop", "index": 0}\n\n',
+    "empty_data": b"event: content_block_stop\ndata: \n\n",
+    "no_space": b'event:content_block_stop\ndata:{"type": "content_block_stop", "index": 0}\n\n',
+    "crlf": b'event: content_block_stop\r\ndata: {"type": "content_block_stop", "index": 0}\r\n\r\n',
+    "cr_ends_the_data_line": b'event: content_block_stop\ndata: {"type": "content_block_stop",\r"index": 0}\n\n',
+    "comment": b': keep-alive\n\n',
+    "two_data_lines": b'event: content_block_stop\ndata: {"type": "content_block_stop",\ndata: "index": 0}\n\n',
+    "bad_json": b'event: content_block_stop\ndata: {"type": "content_block_stop", "index": }\n\n',
+    "wrong_shape": b'event: content_block_stop\ndata: {"type": "content_block_stop", "index": "0"}\n\n',
+    "error": b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}\n\n',
+    "bare_error": b"event: error\ndata: \n\n",
+    "lone_blank_line": b"\n\n",
+    "one_byte": b"\n",
+}
+
+
+@pytest.mark.parametrize("odd", sorted(_ODD_EVENTS))
+def test_fused_equals_unfused_on_odd_single_event_chunks(odd: str) -> None:
+    """A chunk that is exactly one event other than a delta, inserted after the first
+    block's start, gives what the stages give apart (the fused chain's shortcut for such
+    chunks follows the parser's rules)."""
+    chunks = chunk_events(CASES["text"].body())
+    at = next(i for i, c in enumerate(chunks) if c.startswith(b"event: content_block_start")) + 1
+    chunks = [*chunks[:at], _ODD_EVENTS[odd], *chunks[at:]]
+    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
+    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
+    assert run_island(fused, chunks) == run_island(apart, chunks)

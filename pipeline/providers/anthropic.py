@@ -30,7 +30,7 @@ from ..events import (
 )
 from ..sse import SSEDecoder, SSEFrame
 
-__all__ = ["AnthropicParser", "decode_data", "decode_frame", "error_event"]
+__all__ = ["AnthropicParser", "decode_data", "decode_frame", "decode_pair", "error_event"]
 
 decode_wire: Final = msgspec.json.Decoder(WireEvent).decode
 _decode_any: Final = msgspec.json.Decoder().decode
@@ -93,6 +93,24 @@ def _decode_slow(name: str, data: bytes, exc: Exception) -> RawEvent:
     raise DecodeError(name, data, str(exc)) from exc
 
 
+def decode_pair(name: bytes, data: bytes) -> RawEvent | None:
+    """Decode an event of exactly two lines, ``event: X`` (*name*, the whole line) and
+    ``data: ...`` (*data*, after the field's space), by the rules of :func:`decode_frame`.
+
+    Raises:
+        DecodeError: As :func:`decode_frame`.
+    """
+    if name == b"event: error":
+        return error_event(data)
+    if name == b"event: ping" or not data:
+        return None
+    try:
+        event: RawEvent = decode_wire(data)
+    except BAD_DATA as exc:
+        return _decode_slow(name[7:].decode("utf-8", "replace"), data, exc)
+    return event
+
+
 def error_event(data: bytes) -> ErrorEvent:
     """Build the event of an ``event: error`` frame, whatever its data: an error event that
     is not the API's error shape still fails the stream."""
@@ -153,16 +171,9 @@ class AnthropicParser:
                     except BAD_DATA:
                         pass  # empty or bad data: as any other event, below
                 if rest[:6] == b"data: " and name[:7] == b"event: " and 10 not in rest:
-                    data = rest[6:]
-                    if name == b"event: error":
-                        append(error_event(data))
-                    elif name == b"event: ping" or not data:
-                        pass
-                    else:
-                        try:
-                            append(decode_wire(data))
-                        except BAD_DATA as exc:
-                            append(_decode_slow(name[7:].decode("utf-8", "replace"), data, exc))
+                    event = decode_pair(name, rest[6:])
+                    if event is not None:
+                        append(event)
                     continue
                 for frame in sse.frames_of(text):
                     event = decode_frame(frame)
