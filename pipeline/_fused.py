@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Final, final
 
-from .accumulate import _TEXT, Accumulator, _Block
+from .accumulate import _TEXT, Accumulator
 from .derive import Deriver
 from .events import (
     GROUP,
@@ -99,32 +99,19 @@ class Fused:
                         cites = derived[2]  # the deriver's
                         out += (event, CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation)))
                         continue
-            elif kind is ContentBlockStartEvent:
-                # the next block of a started, unfinished message: the accumulator's checks
-                # (Accumulator._other), passed; anything else takes the general fold below
-                index = event.index
-                started = acc._message is not None and acc._final is None
-                if started and index == len(acc_blocks) and index < acc.max_blocks:
-                    block = _Block(index, event.content_block)
-                    acc_blocks.append(block)
-                    der.start_shared(event, block)
-                    out.append(event)
-                    continue
+            elif kind is ContentBlockStartEvent:  # the deriver shares the block's pieces
+                der.start_shared(event, acc.start_block(event))
+                out.append(event)
+                continue
             elif kind is RawContentBlockStopEvent:
                 index = event.index
-                # a known block of an unfinished message (so one that started); the
-                # accumulator's _stop_block makes the remaining checks
-                if 0 <= index < len(acc_blocks) and acc._final is None:
-                    done = acc._stop_block(index)
-                    der_blocks.pop(index, None)  # closed (a block of message_start is not there)
-                    out.append(ContentBlockStopEvent(index=index, content_block=done))
-                    continue
+                done = acc.stop_block(index)
+                der_blocks.pop(index, None)  # closed (a block of message_start is not there)
+                out.append(ContentBlockStopEvent(index=index, content_block=done))
+                continue
             folded: list[Any] = []
             acc.process_into([event], folded)
-            if kind is ContentBlockStartEvent:  # accepted: the deriver shares its pieces
-                der.start_shared(event, acc_blocks[event.index])
-                out.append(event)
-            elif kind is ContentBlockDeltaEvent:
+            if kind is ContentBlockDeltaEvent:
                 der.process_into(folded, out)
             else:  # the deriver passes every other event on as it is
                 if kind is RawMessageStopEvent:

@@ -230,23 +230,16 @@ class Accumulator:
                 raise self._protocol("message_start", "after message_start")
             self._start(event)
             append(event)
+        elif kind is ContentBlockStartEvent:
+            self.start_block(event)
+            append(event)
+        elif kind is RawContentBlockStopEvent:
+            append(ContentBlockStopEvent(index=event.index, content_block=self.stop_block(event.index)))
         else:
             self._require_start(event.type)
             if self._final is not None:
                 raise self._protocol(event.type, "after message_stop")
-            if kind is ContentBlockStartEvent:
-                if event.index != len(self._blocks):
-                    raise self._protocol(
-                        "content_block_start", f"index {event.index}, expected {len(self._blocks)}"
-                    )
-                if event.index >= self.max_blocks:
-                    raise self._too_many_blocks()
-                # never mutated in place (build() works on a copy; to_dict() copies deep)
-                self._blocks.append(_Block(event.index, event.content_block))
-                append(event)
-            elif kind is RawContentBlockStopEvent:
-                append(ContentBlockStopEvent(index=event.index, content_block=self._stop_block(event.index)))
-            elif kind is MessageDeltaEvent:
+            if kind is MessageDeltaEvent:
                 self._delta(event)
                 append(event)
             elif kind is RawMessageStopEvent:
@@ -263,7 +256,35 @@ class Accumulator:
             if len(self._blocks) > self.max_blocks:
                 raise self._too_many_blocks()
 
-    def _stop_block(self, index: int) -> ContentBlock:
+    def start_block(self, event: ContentBlockStartEvent) -> _Block:
+        """Open the block of a ``content_block_start`` (the next index of a started,
+        unfinished message) and return it.
+
+        Raises:
+            ProtocolError, LimitExceededError: As the module docstring says.
+        """
+        self._require_start("content_block_start")
+        if self._final is not None:
+            raise self._protocol("content_block_start", "after message_stop")
+        index = event.index
+        if index != len(self._blocks):
+            raise self._protocol("content_block_start", f"index {index}, expected {len(self._blocks)}")
+        if index >= self.max_blocks:
+            raise self._too_many_blocks()
+        # never mutated in place (build() works on a copy; to_dict() copies deep)
+        block = _Block(index, event.content_block)
+        self._blocks.append(block)
+        return block
+
+    def stop_block(self, index: int) -> ContentBlock:
+        """Finish block *index* at its ``content_block_stop`` and return it.
+
+        Raises:
+            ProtocolError, ToolInputError, LimitExceededError: As the module docstring says.
+        """
+        self._require_start("content_block_stop")
+        if self._final is not None:
+            raise self._protocol("content_block_stop", "after message_stop")
         if not 0 <= index < len(self._blocks):
             raise self._protocol("content_block_stop", f"for unknown block index {index}")
         block = self._blocks[index]
