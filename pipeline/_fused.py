@@ -3,7 +3,9 @@
 When the two built-in stages are adjacent (the default), the island calls one loop instead
 of two, and both use one :class:`~pipeline.events.Pieces` store per block, so each piece
 is stored once. The common deltas (text, thinking, tool input) are folded and derived
-inline; every other event goes through the two stages' own code, in order. The result is
+inline; every other event goes through the two stages' own code, in order. The deriver's
+table of blocks holds only the open ones here (a block is dropped at its stop, all of them
+at ``message_stop``), so finding a block there means a delta may add to it. The result is
 exactly that of running the stages one after the other; tests/test_fused.py checks it.
 """
 
