@@ -266,7 +266,6 @@ class EventBus:
         "_async",
         "_task_group",
         "_detached",
-        "has_sync",
         "sync_kinds",
         "sync_single",
         "sync_table",
@@ -291,7 +290,6 @@ class EventBus:
         self._async: list[_AsyncSubscriber] | tuple[()] = ()
         self._task_group: TaskGroup | None = None
         self._detached: set[Subscription] | None = None
-        self.has_sync = False  # whether any sync callback is attached
 
     def attach(self, task_group: TaskGroup) -> None:
         """Start the tasks of async subscribers in *task_group* (now and later)."""
@@ -318,7 +316,6 @@ class EventBus:
             self.sync_single, self.sync_kinds = single
             self.sync_table = {}
             self._owner = subs[0]
-            self.has_sync = True
             return
         table: dict[type, list[Callable[[Any], Any]]] = {}
         owner: dict[Callable[[Any], Any], Subscription] = {}
@@ -336,7 +333,11 @@ class EventBus:
         self.sync_table = self.sync_kinds = table
         self.sync_single = None
         self._owner = owner if len(subs) > 1 else subs[0] if subs else None
-        self.has_sync = bool(table)
+
+    @property
+    def has_sync(self) -> bool:
+        """Whether any sync callback is attached."""
+        return bool(self.sync_kinds)
 
     @property
     def has_async(self) -> bool:
