@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, final
 
 import anyio
@@ -31,7 +31,29 @@ def chunks_of(source: Any) -> AsyncIterator[bytes]:
     iterable = aiter_bytes() if callable(aiter_bytes) else source
     if not isinstance(iterable, AsyncIterable):
         raise TypeError(f"source must be an AsyncIterable[bytes] or httpx.Response, got {type(source).__name__}")
-    return iterable.__aiter__()
+    iterator = iterable.__aiter__()
+    # the runner's hot loop reads it with `async for`, which wants both methods on its type
+    return iterator if isinstance(iterator, AsyncIterator) else _Iterator(iterator)
+
+
+@final
+class _Iterator:
+    """An async iterator made of an object that has ``__anext__`` only."""
+
+    __slots__ = ("_iterator",)
+
+    def __init__(self, iterator: Any) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> _Iterator:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        return self._iterator.__anext__()  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Close the wrapped iterator, if it can be closed."""
+        await aclose_source(self._iterator, self._iterator)
 
 
 @final

@@ -365,14 +365,11 @@ class MessageStream:
         chunks = size = events = 0
         out: list[Any] = []  # one list for every chunk: its events are published, then dropped
         try:
-            while True:
-                try:
-                    chunk = await source.__anext__()
-                except StopAsyncIteration:
-                    self._source_iter = Exhausted()
-                    return
-                except Exception as exc:
-                    await self._fail(self._source_error(exc))
+            # `async for`, not `await source.__anext__()`: the loop's opcode calls the
+            # iterator's slot directly, about 130 ns less per chunk. So an exception can be
+            # the source's or the body's: the body's go through _fail (self._error) or are
+            # a subscriber's SubscriberError, which _source_error leaves as it is.
+            async for chunk in source:
                 chunks += 1
                 size += len(chunk)
                 if size > max_bytes:
@@ -404,9 +401,10 @@ class MessageStream:
                         assert call is not None
                         bus.publish_failed(call, exc, out, event)
                 out.clear()
+            self._source_iter = Exhausted()
         except Exception as exc:
             if exc is not self._error:
-                await self._fail(exc)
+                await self._fail(self._source_error(exc))
             raise
         finally:
             self._chunks += chunks

@@ -201,6 +201,74 @@ async def test_source_error_is_raised_after_delivered_events() -> None:
     )
 
 
+class _BareIterator:
+    """What an ``__aiter__`` may legally return to ``async for``... of the iterable: an
+    object with ``__anext__`` (and ``aclose``) but no ``__aiter__`` of its own."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+        self.closed = False
+
+    async def __anext__(self) -> bytes:
+        if not self.chunks:
+            raise StopAsyncIteration
+        return self.chunks.pop(0)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _BareIterable:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.iterator = _BareIterator(chunks)
+
+    def __aiter__(self) -> _BareIterator:
+        return self.iterator
+
+
+@pytest.mark.parametrize("drive", ["get_final_message", "async_for"])
+async def test_source_iterator_without_aiter(drive: str) -> None:
+    """An iterable whose iterator has no ``__aiter__`` is read to the end, on the hot
+    loop (``get_final_message``) and through ``async for`` alike."""
+    expected_events, expected = await reference()
+    async with pipeline.open_stream(_BareIterable(CHUNKS)) as stream:
+        if drive == "async_for":
+            assert [event.to_dict() async for event in stream] == expected_events
+        message = await stream.get_final_message()
+    assert message.to_dict() == expected
+
+
+async def test_source_iterator_without_aiter_is_closed_when_left_early() -> None:
+    source = _BareIterable(CHUNKS)
+    async with pipeline.open_stream(source) as stream:
+        async for _ in stream:
+            break
+    assert source.iterator.closed
+    assert len(source.iterator.chunks) == len(CHUNKS) - 1
+
+
+@pytest.mark.parametrize("drive", ["until_done", "async_for"])
+async def test_source_giving_a_non_bytes_chunk_is_a_source_error(drive: str) -> None:
+    """A chunk that is not bytes fails the stream with SourceError, after the events
+    before it, on both drive paths."""
+
+    async def wrong() -> AsyncIterator[Any]:
+        for chunk in CHUNKS[:5]:
+            yield chunk
+        yield None
+
+    seen: list[Any] = []
+    with pytest.raises(pipeline.SourceError, match=r"^reading the stream failed: TypeError: ") as info:
+        async with pipeline.open_stream(wrong(), subscribers=[_Collector(seen)]) as stream:
+            if drive == "async_for":
+                async for _ in stream:
+                    pass
+            else:
+                await stream.until_done()
+    assert [e.type for e in seen][:2] == ["message_start", "content_block_start"]
+    assert info.value.partial_message is not None
+
+
 class _Collector:
     def __init__(self, into: list[Any]) -> None:
         self.into = into
