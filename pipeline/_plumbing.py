@@ -10,9 +10,10 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._fused import Fused
 from .accumulate import Accumulator
 from .errors import IdleTimeoutError
-from .stage import Boundary, Island, is_async_stage, open_logic, stage_name
+from .stage import DEFAULT_CHAIN, Boundary, Island, is_async_stage, open_logic, stage_name
 
 __all__ = ["Exhausted", "IdleLimited", "Plan", "aclose_source", "call_quietly", "chunks_of", "drain"]
 
@@ -63,7 +64,15 @@ class Plan:
     __slots__ = ("nodes", "last", "buffers", "accumulator")
 
     def __init__(self, chain: Sequence[Any]) -> None:
-        self.accumulator: Accumulator | None = None
+        if chain is DEFAULT_CHAIN:  # the usual case, planned without looking at the specs
+            parse, accumulate, derive = chain
+            acc = accumulate.open()
+            self.accumulator: Accumulator | None = acc
+            self.last = Island.of_fused(Fused(acc, derive.open(), parse.open()))
+            self.nodes: tuple[Any, ...] = (self.last,)
+            self.buffers: tuple[int, ...] = ()
+            return
+        self.accumulator = None
         parts: list[Any] = []  # Island | (name, async logic) | Boundary
         current: list[Any] = []
         for spec in chain:
@@ -95,7 +104,7 @@ class Plan:
                     buffers.append(pending or Boundary().buffer)
                 pending = 0
                 nodes.append(part)
-        self.last: Island = nodes[-1]
+        self.last = nodes[-1]
         self.nodes = tuple(nodes)
         self.buffers = tuple(buffers)
 

@@ -211,7 +211,8 @@ def boundary(*, buffer: int = 4) -> Boundary:
 
 
 BUILTIN = (Parse, Accumulate, Derive)
-_DEFAULT_CHAIN: Final = (Parse(), Accumulate(), Derive())
+DEFAULT_CHAIN: Final = (Parse(), Accumulate(), Derive())
+"""The built-in chain with the default limits: one set of specs for every stream."""
 
 
 def resolve(
@@ -226,7 +227,7 @@ def resolve(
         return tuple(_with_limits(s, limits) for s in stages)
     if limits is None and not allow_incomplete:
         # specs hold no state: one set for every stream
-        return (*_DEFAULT_CHAIN, *stages) if stages else _DEFAULT_CHAIN
+        return (*DEFAULT_CHAIN, *stages) if stages else DEFAULT_CHAIN
     return (Parse(limits=limits), Accumulate(allow_incomplete=allow_incomplete, limits=limits), Derive(), *stages)
 
 
@@ -320,6 +321,16 @@ class Island:
         # kept instead of the steps (bound methods, tuples): fewer objects per stream.
         self.fused = whole if len(steps) == 1 else None
         self._steps = tuple(steps) if self.fused is None else ()
+
+    @classmethod
+    def of_fused(cls, fused: Fused) -> Island:
+        """The island of the whole built-in chain fused, as ``Island(DEFAULT_CHAIN)``
+        makes it, without looking at the specs (most streams start with this one)."""
+        island = cls.__new__(cls)
+        island.fused = fused
+        island.names = (_WHOLE,)
+        island._steps = ()
+        return island
 
     def run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
         """Run every stage over *batch*; return the output and the first error, or ``None``."""

@@ -89,3 +89,29 @@ def test_fused_equals_unfused_on_odd_single_event_chunks(odd: str) -> None:
     fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
     apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
     assert run_island(fused, chunks) == run_island(apart, chunks)
+
+
+def test_default_plan_is_the_fused_island() -> None:
+    """The default chain's plan, made without looking at its specs, is what planning the
+    same specs makes: one island, the whole chain fused, its accumulator the plan's."""
+    from pipeline._plumbing import Plan
+    from pipeline.stage import DEFAULT_CHAIN
+
+    quick, planned = Plan(DEFAULT_CHAIN), Plan(list(DEFAULT_CHAIN))
+    for plan in (quick, planned):
+        assert len(plan.nodes) == 1 and plan.last is plan.nodes[0] and plan.buffers == ()
+        assert plan.last.names == ("parse+accumulate+derive",)
+        assert plan.last.fused is not None
+        assert plan.last.fused._acc is plan.accumulator
+    assert Plan(DEFAULT_CHAIN).accumulator is not quick.accumulator  # fresh state per stream
+    chunks = chunk_events(CASES["text"].body())
+    results = []
+    for plan in (quick, planned):
+        events: list[dict[str, Any]] = []
+        for chunk in chunks:
+            out, failure = plan.last.run([chunk])
+            assert failure is None
+            events += [event.to_dict() for event in out]
+        assert plan.accumulator is not None and plan.accumulator.final_message is not None
+        results.append((events, plan.accumulator.final_message.to_dict()))
+    assert results[0] == results[1]
