@@ -181,9 +181,11 @@ class Fused:
                         return
                 self.fold([event], out)
                 return
-        elif chunk[-2:] == b"\n\n" and self._sse.idle:  # type: ignore[union-attr]
+        elif chunk[-2:] == b"\n\n" and (self._sse.idle or self._sse.start(chunk)):  # type: ignore[union-attr]
             # Exactly one other event (a block start or stop, a message event...), two
             # lines and no CR: what the parser would make of it, without its framing.
+            # The first chunk of a stream (message_start, usually) too, once the decoder
+            # checked that it does not start with a byte order mark.
             name, _, rest = chunk.partition(b"\n")
             data = rest[6:-2]
             if rest[:6] == b"data: " and name[:7] == b"event: " and _LF not in data and _CR not in chunk:

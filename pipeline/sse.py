@@ -129,6 +129,19 @@ class SSEDecoder:
         self.idle = not tail and not self._skip_lf and self._event is None and self._data is None
         return out
 
+    def start(self, chunk: bytes) -> bool:
+        """Before anything was read, do the byte order mark check for *chunk*, which the
+        caller parses on its own (a one-event chunk, as :attr:`idle` allows).
+
+        Returns:
+            Whether the decoder is now :attr:`idle`: ``False`` when something was read
+            already, or *chunk* starts like a BOM (:meth:`process` must drop it).
+        """
+        if self._started or self._tail or chunk[:1] == _BOM[:1]:
+            return False
+        self._started = self.idle = True
+        return True
+
     def split_events(self, chunk: bytes) -> list[bytes] | None:
         """Fast framing of *chunk* for the usual stream (LF line endings): the text of each
         event it completes, without the blank line that ends it; give each to

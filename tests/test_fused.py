@@ -115,3 +115,40 @@ def test_default_plan_is_the_fused_island() -> None:
         assert plan.accumulator is not None and plan.accumulator.final_message is not None
         results.append((events, plan.accumulator.final_message.to_dict()))
     assert results[0] == results[1]
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("variant", ["plain", "bom_first", "bom_split", "bom_later", "bom_later_whole_chunk"])
+def test_fused_equals_unfused_at_the_start_of_a_stream(variant: str) -> None:
+    """The fused chain reads a stream's first one-event chunk without the parser once the
+    byte order mark check is done: a leading BOM is still dropped, a later one kept."""
+    chunks = chunk_events(CASES["text"].body())
+    if variant == "bom_first":
+        chunks[0] = _BOM + chunks[0]
+    elif variant == "bom_split":
+        chunks[:1] = [_BOM[:2], _BOM[2:] + chunks[0]]
+    elif variant == "bom_later":  # kept, it hides the event's name: ignored (dropped, a delta "X")
+        delta = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"X"}}'
+        at = next(i for i, c in enumerate(chunks) if c.startswith(b"event: content_block_start")) + 1
+        chunks.insert(at, _BOM + b"event: content_block_delta\ndata: " + delta + b"\n\n")
+    elif variant == "bom_later_whole_chunk":
+        chunks.insert(1, _BOM)
+    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
+    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
+    got = run_island(fused, chunks)
+    assert got == run_island(apart, chunks)
+    assert got[1] is None and got[0][0]["type"] == "message_start"
+
+
+def test_sse_start_checks_for_a_byte_order_mark() -> None:
+    decoder = pipeline.SSEDecoder()
+    assert not decoder.start(_BOM + b"data: 1\n\n") and not decoder.idle
+    assert decoder.start(b"data: 1\n\n") and decoder.idle
+    assert not decoder.start(b"data: 2\n\n")  # once only: the check is done
+    # a BOM after the start is not dropped: here it makes the field name unknown
+    assert decoder.process(_BOM + b"data: 3\n\n") == []
+    assert [f.data for f in pipeline.SSEDecoder().process(_BOM + b"data: 3\n\n")] == [b"3"]
+    split = pipeline.SSEDecoder()
+    assert split.process(_BOM[:1]) == [] and not split.start(b"data: 4\n\n")  # a BOM is under way
