@@ -11,6 +11,7 @@ import pytest
 
 import pipeline
 from pipeline.testing import StreamBuilder, aiter_chunks, chunk_events, citation, text_body
+from tests.helpers import GatedSubscriber
 
 BODY = text_body(n_deltas=40, seed=9)
 CHUNKS = chunk_events(BODY)
@@ -166,18 +167,6 @@ async def test_async_subscriber_gets_every_event_in_order() -> None:
     assert (stats.delivered, stats.dropped, stats.detached) == (len(iterated), 0, False)
 
 
-class Gated:
-    """An async subscriber that waits on a gate before handling each text event."""
-
-    def __init__(self) -> None:
-        self.gate = anyio.Event()
-        self.texts: list[str] = []
-
-    async def on_text(self, event: pipeline.TextEvent) -> None:
-        await self.gate.wait()
-        self.texts.append(event.text)
-
-
 class CountingSource:
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks
@@ -191,7 +180,7 @@ class CountingSource:
 
 async def test_block_policy_pauses_reading_from_the_source() -> None:
     """A blocked async subscriber (overflow=block) stops the network read; nothing is lost."""
-    gated = Gated()
+    gated = GatedSubscriber()
     source = CountingSource(CHUNKS)
     with anyio.fail_after(2):
         async with pipeline.open_stream(source) as stream:
@@ -210,7 +199,7 @@ async def test_block_policy_pauses_reading_from_the_source() -> None:
 
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
 async def test_drop_policies_count_exactly(policy: pipeline.bus.Overflow) -> None:
-    gated = Gated()
+    gated = GatedSubscriber()
     async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
         stream.subscribe(gated, buffer=2, overflow=policy)
         total = 0
@@ -236,9 +225,10 @@ async def test_drop_policies_count_exactly(policy: pipeline.bus.Overflow) -> Non
 
 
 async def test_error_policy_fails_only_that_stream() -> None:
-    gated = Gated()
+    gated = GatedSubscriber()
     with pytest.raises(
-        pipeline.SubscriberOverflowError, match=r"^subscriber 'Gated' failed: fell behind by more than 1 batches$"
+        pipeline.SubscriberOverflowError,
+        match=r"^subscriber 'GatedSubscriber' failed: fell behind by more than 1 batches$",
     ):
         async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
             stream.subscribe(gated, buffer=1, overflow="error")

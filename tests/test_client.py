@@ -11,6 +11,7 @@ import pytest
 import pipeline
 from pipeline.client import RetryPolicy
 from pipeline.testing import chunk_events, text_body
+from tests.helpers import record_backoffs
 
 BODY = text_body(n_deltas=30, seed=4)
 FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
@@ -95,13 +96,7 @@ async def test_retry_after_is_honoured() -> None:
         [error(429, "rate_limit_error", "slow down", **{"retry-after": "0.01"}), sse()], seen
     ) as client:
         client.retry = RetryPolicy(max_retries=1, initial_delay=5.0, max_delay=1.0)
-        original = client._backoff
-
-        async def spy(attempt: int, retry_after: float | None, reason: str) -> None:
-            delays.append(client.retry.delay(attempt, retry_after))
-            await original(attempt, retry_after, reason)
-
-        client._backoff = spy  # type: ignore[method-assign]
+        record_backoffs(client, delays)
         async with client.stream(model="m", max_tokens=10, messages=MESSAGES) as stream:
             await stream.until_done()
     assert delays == [0.01]

@@ -15,6 +15,7 @@ import pipeline
 from pipeline.client import RetryPolicy
 from pipeline.fake_server import FakeServer, Script
 from pipeline.testing import aiter_chunks, all_cases, chunk_events, citations_body, mixed_body, text_body, tool_body
+from tests.helpers import record_backoffs
 from tests.oracle import sdk_run_threaded
 
 FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.05)
@@ -77,13 +78,7 @@ async def test_rate_limit_waits_for_retry_after() -> None:
     waited: list[float] = []
     async with FakeServer([Script(status=429, retry_after=0.02), Script(body=BODIES["text"])]) as server:
         async with pipeline.MessagesClient(api_key="k", base_url=server.url, retry=FAST) as client:
-            original = client._backoff
-
-            async def spy(attempt: int, retry_after: float | None, reason: str) -> None:
-                waited.append(client.retry.delay(attempt, retry_after))
-                await original(attempt, retry_after, reason)
-
-            client._backoff = spy  # type: ignore[method-assign]
+            record_backoffs(client, waited)
             async with client.stream(model="m", max_tokens=5, messages=MESSAGES) as stream:
                 await stream.until_done()
         assert server.statistics().requests == 2

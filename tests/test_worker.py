@@ -23,6 +23,7 @@ import pipeline
 from pipeline.client import RetryPolicy
 from pipeline.fake_server import ERROR_EVENT, FakeServer, ReceivedRequest, Script, split_events
 from pipeline.testing import aiter_chunks, chunk_events, chunk_random, text_builder
+from tests.helpers import GatedSubscriber
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EVENTS = 45  # derived events of a case body: 2 starts, 20 x (delta, text), block stop, message delta, stop
@@ -382,21 +383,9 @@ async def test_the_queue_is_bounded_and_queued_jobs_can_be_cancelled() -> None:
     assert all(result.ok for result in rest.values())
 
 
-class Slow:
-    """An async subscriber that waits on a gate before handling any text."""
-
-    def __init__(self) -> None:
-        self.gate = anyio.Event()
-        self.texts: list[str] = []
-
-    async def on_text(self, event: pipeline.TextEvent) -> None:
-        await self.gate.wait()
-        self.texts.append(event.text)
-
-
 @pytest.mark.parametrize("policy", ["block", "drop_oldest", "drop_newest", "error"])
 async def test_a_slow_subscriber_affects_only_its_own_stream(policy: pipeline.bus.Overflow) -> None:
-    slow = Slow()
+    slow = GatedSubscriber()
     fast = {f"fast-{i}" for i in range(1, 4)}
     results: dict[str, pipeline.JobResult] = {}
     async with pipeline.Worker(concurrency=4) as worker:
