@@ -1,4 +1,4 @@
-"""``open_stream``: plans the islands of a pipeline, owns its task group, drives it.
+"""``open_stream``: plans the islands of a pipeline, drives them, and owns their task group when they need one.
 
 How a stream runs
 -----------------
@@ -7,10 +7,15 @@ consecutive sync stages; an async stage or a ``boundary()`` marker ends an islan
 **last island always runs in the consumer's task**: ``async for``, ``until_done()`` and
 ``get_final_message()`` pull one network chunk (or one batch from the last channel), run
 the island over it, publish the derived events to the bus, and hand them to the caller.
-With only sync stages and sync subscribers (the default) there is no task and no channel
-at all: one await per network chunk, everything else is plain calls. Every other island and
-async stage runs as a task in the stream's task group, connected by bounded memory channels
-whose items are batches (one per chunk), so backpressure reaches the network read.
+With only sync stages and sync subscribers (the default) there is no task, no channel and
+no task group at all: one await per network chunk, everything else is plain calls. Every
+other island and async stage, and every async subscriber, runs as a task in the stream's
+task group, entered with the stream when there is such a task to run; islands are connected
+by bounded memory channels whose items are batches (one per chunk), so backpressure reaches
+the network read. So an async subscriber is given before the stream is entered, or added
+inside ``async with`` to a stream that has a task group already; a stream without one
+refuses it with a ``RuntimeError`` (a task cannot be started without a task group, and one
+entered later would not nest in the caller's cancel scopes).
 
 Errors travel in-band: a failing stage delivers what it produced before the failure, then
 the error is raised to the consumer after every earlier event was published, never as an
@@ -136,9 +141,15 @@ class MessageStream:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> MessageStream:
-        if self._tg is not None:
+        if self._plan is not None:
             raise RuntimeError("a MessageStream can be entered only once")
         self._plan = plan = Plan(self._chain)
+        if len(plan.nodes) == 1 and not self._bus.has_async:
+            # Nothing runs beside the consumer: no task group. Entering and leaving one
+            # (with the checkpoint it runs at exit) is about a tenth of a short stream's
+            # fixed cost, and 1-2 KiB while the stream is open.
+            self._source_iter = self._open_source()
+            return self
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
@@ -156,12 +167,14 @@ class MessageStream:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        assert self._tg is not None
+        assert self._plan is not None
         early = not self._finished
+        tg = self._tg
         try:
             if early:
                 self._finished = True
-                self._tg.cancel_scope.cancel()
+                if tg is not None:
+                    tg.cancel_scope.cancel()
             self._bus.close()
             if (
                 self._source_iter is not None
@@ -174,13 +187,14 @@ class MessageStream:
             else:  # a finished stream closed its source already: no shielded scope (and timer) needed
                 self._ended = True
         finally:
-            try:
-                await self._tg.__aexit__(exc_type, exc, tb)
-            except BaseExceptionGroup as group:
-                if len(group.exceptions) == 1:  # a lone failure is raised as itself
-                    inner = group.exceptions[0]
-                    raise inner from inner.__cause__
-                raise
+            if tg is not None:
+                try:
+                    await tg.__aexit__(exc_type, exc, tb)
+                except BaseExceptionGroup as group:
+                    if len(group.exceptions) == 1:  # a lone failure is raised as itself
+                        inner = group.exceptions[0]
+                        raise inner from inner.__cause__
+                    raise
         if exc_type is None and not early:
             self._bus.check()
         return None
@@ -551,14 +565,33 @@ class MessageStream:
         buffer: int = 16,
         errors: OnFailure = "propagate",
     ) -> None:
-        """Attach a subscriber object (see :mod:`pipeline.bus` for callbacks and options)."""
+        """Attach a subscriber object (see :mod:`pipeline.bus` for callbacks and options).
+
+        A sync subscriber may be attached at any time and gets the events published from
+        then on. An async subscriber runs in a task of the stream's task group: attach it
+        before ``async with`` (or pass it to :func:`open_stream`), or inside the block when
+        the stream has a task group already (an async stage or another async subscriber).
+
+        Raises:
+            RuntimeError: An async subscriber, inside ``async with``, on a stream entered
+                without a task group.
+        """
         sub = target if isinstance(target, Subscription) else Subscription(
             target, name=name, overflow=overflow, buffer=buffer, errors=errors
         )
+        self._attach(sub)
+
+    def _attach(self, sub: Subscription) -> None:
+        if sub.is_async and self._plan is not None and self._tg is None:
+            raise RuntimeError(
+                f"async subscriber {sub.name!r} subscribed inside `async with`: this stream was "
+                "entered without a task group to run it; subscribe it before entering the stream "
+                "(open_stream(..., subscribers=[...]) or stream.subscribe(...) before `async with`)"
+            )
         self._bus.subscribe(sub)
 
     def _decorator(self, kind: str, fn: F) -> F:
-        self._bus.subscribe(callback_subscription(kind, fn))
+        self._attach(callback_subscription(kind, fn))
         return fn
 
     def on_text(self, fn: F) -> F:

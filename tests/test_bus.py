@@ -183,8 +183,9 @@ async def test_block_policy_pauses_reading_from_the_source() -> None:
     gated = GatedSubscriber()
     source = CountingSource(CHUNKS)
     with anyio.fail_after(2):
-        async with pipeline.open_stream(source) as stream:
-            stream.subscribe(gated, buffer=2)
+        stream = pipeline.open_stream(source)
+        stream.subscribe(gated, buffer=2)  # an async subscriber: before `async with`
+        async with stream:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(stream.until_done)
                 await anyio.wait_all_tasks_blocked()
@@ -200,8 +201,9 @@ async def test_block_policy_pauses_reading_from_the_source() -> None:
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
 async def test_drop_policies_count_exactly(policy: pipeline.bus.Overflow) -> None:
     gated = GatedSubscriber()
-    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
-        stream.subscribe(gated, buffer=2, overflow=policy)
+    stream = pipeline.open_stream(aiter_chunks(CHUNKS))
+    stream.subscribe(gated, buffer=2, overflow=policy)
+    async with stream:
         total = 0
 
         @stream.on_text
@@ -230,11 +232,59 @@ async def test_error_policy_fails_only_that_stream() -> None:
         pipeline.SubscriberOverflowError,
         match=r"^subscriber 'GatedSubscriber' failed: fell behind by more than 1 batches$",
     ):
-        async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
-            stream.subscribe(gated, buffer=1, overflow="error")
+        stream = pipeline.open_stream(aiter_chunks(CHUNKS))
+        stream.subscribe(gated, buffer=1, overflow="error")
+        async with stream:
             await stream.until_done()
     async with pipeline.open_stream(aiter_chunks(CHUNKS)) as other:
         assert await other.get_final_text()
+
+
+class TextRecorder:
+    """An async subscriber that records the text deltas it gets."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def on_text(self, event: pipeline.TextEvent) -> None:
+        self.texts.append(event.text)
+
+
+async def test_an_async_subscriber_inside_async_with_needs_the_streams_task_group() -> None:
+    """A stream with nothing to run beside its consumer is entered without a task group:
+    an async subscriber added inside ``async with`` is refused, clearly, and the stream
+    goes on; a sync one is taken."""
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        expected = await stream.get_final_text()
+    texts: list[str] = []
+    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
+        with pytest.raises(RuntimeError, match=r"^async subscriber 'TextRecorder' subscribed inside `async with`"):
+            stream.subscribe(TextRecorder())
+
+        async def late(event: pipeline.TextEvent) -> None:
+            raise AssertionError("never called")
+
+        with pytest.raises(RuntimeError, match=r"^async subscriber 'on_text:late' subscribed inside"):
+            stream.on_text(late)
+        stream.on_text(lambda event: texts.append(event.text))
+        assert await stream.get_final_text() == expected
+    assert "".join(texts) == expected
+    assert stream.statistics().subscribers == []
+
+
+@pytest.mark.parametrize("drive", ["iterate", "final_message"])
+async def test_an_async_subscriber_inside_async_with_joins_a_stream_with_tasks(drive: str) -> None:
+    """A stream that runs tasks (here another async subscriber) takes an async subscriber
+    inside ``async with`` too; it gets every event published after it."""
+    first, late = TextRecorder(), TextRecorder()
+    async with pipeline.open_stream(aiter_chunks(CHUNKS), subscribers=[first]) as stream:
+        stream.subscribe(late)
+        if drive == "iterate":
+            async for _ in stream:
+                pass
+        text = await stream.get_final_text()
+    assert "".join(first.texts) == "".join(late.texts) == text
+    assert [s.delivered for s in stream.statistics().subscribers] == [len(first.texts)] * 2
 
 
 class Faulty:
@@ -268,8 +318,9 @@ async def test_isolate_detaches_and_goes_on(make_async: bool) -> None:
 
         faulty.on_text = on_text  # type: ignore[method-assign]
     after: list[str] = []
-    async with pipeline.open_stream(aiter_chunks(CHUNKS)) as stream:
-        stream.subscribe(faulty, errors="isolate", name="faulty")
+    stream = pipeline.open_stream(aiter_chunks(CHUNKS))
+    stream.subscribe(faulty, errors="isolate", name="faulty")
+    async with stream:
         stream.on_text(lambda event: after.append(event.text))
         text = await stream.get_final_text()
     assert faulty.calls == 3
