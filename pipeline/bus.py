@@ -72,6 +72,8 @@ CALLBACKS: Final[dict[str, tuple[tuple[type, ...], Callable[[Callable[..., Any]]
 }
 _LIFECYCLE: Final = ("on_error", "on_end")
 _TAKES: Final = {name: frozenset(types) for name, (types, _) in CALLBACKS.items()}  # shared by every stream
+EVERY_EVENT: Final = _TAKES["on_event"]
+"""``sync_kinds`` of a bus whose only sync callback takes every event (``on_event``)."""
 
 
 class SubscriberStatistics(msgspec.Struct, frozen=True):

@@ -37,7 +37,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._plumbing import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
-from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
+from .bus import EVERY_EVENT, EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 from .errors import LimitExceededError, PipelineError, SourceError, StageError
 from .events import DerivedEvent, TextEvent
 from .limits import DEFAULT_LIMITS, Limits
@@ -374,6 +374,8 @@ class MessageStream:
         assert self._plan is not None and self._source_iter is not None
         island = self._plan.last
         chain = island.fused or ChunkByChunk(island)
+        # the built-in chain makes derived events only: an on_event callback takes them all
+        every = EVERY_EVENT if island.fused is not None else None
         source, bus = self._source_iter, self._bus
         max_bytes = self._max_bytes - self._bytes
         chunks = size = events = 0
@@ -401,9 +403,13 @@ class MessageStream:
                     try:
                         call = bus.sync_single
                         if call is not None:  # one callback (on_event, or on_text alone...)
-                            for event in out:
-                                if type(event) in kinds:
+                            if kinds is every:  # on_event after the built-in chain: all are for it
+                                for event in out:
                                     call(event)
+                            else:
+                                for event in out:
+                                    if type(event) in kinds:
+                                        call(event)
                         else:
                             table = bus.sync_table
                             for event in out:

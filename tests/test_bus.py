@@ -240,6 +240,26 @@ async def test_error_policy_fails_only_that_stream() -> None:
         assert await other.get_final_text()
 
 
+@pytest.mark.parametrize("drive", ["iterate", "final_message"])
+async def test_on_event_gets_derived_events_only(drive: str) -> None:
+    """A user stage may put other objects in the stream: ``async for`` yields them, and an
+    ``on_event`` callback gets the derived events only, on both drive paths."""
+
+    def tag(event: Any) -> Any:
+        return ("text", event.text) if isinstance(event, pipeline.TextEvent) else event
+
+    seen: list[Any] = []
+    async with pipeline.open_stream(aiter_chunks(CHUNKS), stages=[pipeline.Map(tag)]) as stream:
+        stream.on_event(seen.append)
+        items = [item async for item in stream] if drive == "iterate" else []
+        await stream.get_final_message()
+    assert seen and not any(isinstance(event, tuple) for event in seen)
+    assert {type(event) for event in seen} >= {pipeline.ContentBlockDeltaEvent, pipeline.MessageStopEvent}
+    if drive == "iterate":
+        assert [item for item in items if not isinstance(item, tuple)] == seen
+        assert sum(isinstance(item, tuple) for item in items) == 40
+
+
 class TextRecorder:
     """An async subscriber that records the text deltas it gets."""
 
