@@ -19,10 +19,11 @@ callback           called with                            when
 ================== ====================================== =============================
 
 Sync callbacks run inline, in the task that drives the stream, in subscription order. A
-subscriber with any ``async def`` callback runs in its own task (in the stream's task group,
-so it is attached before the stream is entered, see ``MessageStream.subscribe``) behind a
-bounded channel of batches, with its ``overflow`` policy: ``"block"`` (the stream waits: backpressure reaches
-the network read), ``"drop_oldest"`` / ``"drop_newest"`` (counted in ``statistics()``), or
+subscriber with any ``async def`` callback runs in its own task (in the stream's task
+group, so it is attached before the stream is entered: see ``MessageStream.subscribe``)
+behind a bounded channel of batches, with its ``overflow`` policy: ``"block"`` (the stream
+waits: backpressure reaches the network read), ``"drop_oldest"`` / ``"drop_newest"``
+(counted in ``statistics()``), or
 ``"error"`` (the stream fails with :class:`~pipeline.errors.SubscriberOverflowError`).
 A failing callback fails the stream (``errors="propagate"``) or is logged and detached
 while the stream goes on (``errors="isolate"``).
