@@ -23,10 +23,10 @@ subscriber with any ``async def`` callback runs in its own task (in the stream's
 group, so it is attached before the stream is entered: see ``MessageStream.subscribe``)
 behind a bounded channel of batches, with its ``overflow`` policy: ``"block"`` (the stream
 waits: backpressure reaches the network read), ``"drop_oldest"`` / ``"drop_newest"``
-(counted in ``statistics()``), or
-``"error"`` (the stream fails with :class:`~pipeline.errors.SubscriberOverflowError`).
-A failing callback fails the stream (``errors="propagate"``) or is logged and detached
-while the stream goes on (``errors="isolate"``).
+(counted in ``statistics()``), or ``"error"`` (the stream fails with
+:class:`~pipeline.errors.SubscriberOverflowError`). A failing callback fails the stream
+(``errors="propagate"``) or is logged and detached while the stream goes on
+(``errors="isolate"``).
 """
 
 from __future__ import annotations
