@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shape", type=_list, default=list(SHAPES), help="chunk shapes: live,bulk (default both)")
     p.add_argument("--sections", type=_list, default=list(SECTIONS), help=f"default: {','.join(SECTIONS)}")
     p.add_argument("--reps", type=int, help="timed rounds per main-table cell (default 30; quick 2)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help="main table: a contender with more than --reps runs in this many seconds gets them (default 2; quick 0)",
+    )
+    p.add_argument("--max-reps", type=int, default=300, help="main table: rounds at most (default 300)")
     p.add_argument("--scaling-reps", type=int, help="timed rounds per scaling cell (default 5; quick 1)")
     p.add_argument(
         "--budget",
@@ -106,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"unknown section {section!r}")
     args.only = args.only or list(NAMED)
     args.reps = args.reps or (2 if args.quick else 30)
+    if args.seconds is None:
+        args.seconds = 0.0 if args.quick else 2.0
     args.scaling_reps = args.scaling_reps or (1 if args.quick else 5)
     args.many_k = args.many_k or ([50] if args.quick else MANY_K)
     if args.plot is None and not args.quick:
@@ -135,13 +143,20 @@ async def throughput(args: argparse.Namespace) -> tuple[list[Cell], list[Cell]]:
         _log("warm-up")
         await warm_up(runners, [make(n) for n in WARM])
         if "main" in args.sections:
-            _log(f"main table ({args.reps} reps)")
+            _log(f"main table ({args.reps}-{args.max_reps} reps)")
             for name in args.only:
                 w = make(name, quick=args.quick)
                 for shape in args.shape:
                     main.append(
                         await measure_cell(
-                            w, shape, runners, reps=args.reps, budget=args.budget, with_slow_sdk=args.with_slow_sdk
+                            w,
+                            shape,
+                            runners,
+                            reps=args.reps,
+                            budget=args.budget,
+                            with_slow_sdk=args.with_slow_sdk,
+                            seconds=args.seconds,
+                            max_reps=args.max_reps,
                         )
                     )
                     _progress(main[-1])
@@ -182,8 +197,12 @@ Method: every contender consumes the same chunks of the same seeded body (`bench
 asyncio event loop, GC enabled (`gc.collect()` between samples, outside the timing, after a `gc.freeze()` of the
 set-up heap so that it is cheap). Per cell: one warm-up
 run per contender (its result feeds the correctness column), then rounds of one run per contender, the order
-rotating each round. A contender whose warm-up exceeds 1 s keeps it as a sample and gets at most `--budget`
-seconds of samples (`n=` shows the count when < 5). Times are per stream, from opening it to having the final
+rotating each round: `--reps` rounds, more for a contender that fits more runs in `--seconds` (up to
+`--max-reps`; never the SDK). A contender whose warm-up exceeds 1 s keeps it as a sample and gets at most
+`--budget` seconds of samples (`n=` shows the count when < 5). Ratios: "ours / floor" is the ratio of the
+medians; "per round" is the median of ours' time over the floor's in each round both ran (the two runs are
+seconds apart, so a slow spell of the machine weighs on both), with its interquartile range. The targets are
+judged on the per-round ratio. Times are per stream, from opening it to having the final
 message (`to_dict()` not timed); us/event divides by the SSE events on the wire (pings included). `ours` =
 `pipeline.open_stream` over an async generator of the chunks with one sync `on_event` counting subscriber, then
 `get_final_message()`; `sdk` = `AsyncAnthropic.messages.stream` over an `httpx2` mock transport (one client,

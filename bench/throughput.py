@@ -2,12 +2,19 @@
 
 All contenders run in the same process and event loop. Per cell: one untimed warm-up run of
 each contender (its outcome is the correctness sample), then ``reps`` rounds in which every
-contender runs once, the order rotating by one each round. ``gc.collect()`` runs between
+contender runs once, the order rotating by one each round; a contender quick enough for
+more than ``reps`` samples in ``seconds`` keeps running in further rounds, up to
+``max_reps``. ``gc.collect()`` runs between
 samples, outside the timing, after a ``gc.freeze()`` of everything set up before the cell
 (imports, bodies, chunks), which makes those collections cheap; the GC stays enabled during
 each sample. A contender whose warm-up takes longer than :data:`SLOW_RUN` seconds keeps that
 run as a sample; every contender gets at most ``budget`` seconds of samples in the cell (at
 least one).
+
+Ratios between two contenders are reported two ways: the ratio of their medians, and the
+median of the per-round ratios (the two runs of a round are seconds apart at most, so a
+slow spell of a shared machine, which lasts longer than one run, weighs on both sides of
+the ratio alike; the targets are judged on this one, with its interquartile range).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ __all__ = ["Cell", "Stat", "check", "measure_cell", "predict_skip", "warm_up"]
 
 SLOW_RUN = 1.0
 SDK_SKIPPED = "skipped (quadratic: minutes)"
+MIN_PAIRED = 5  # rounds needed for a per-round ratio
 SDK_CAP = 30.0  # scaling: skip the SDK where one stream is predicted to take longer (seconds)
 
 
@@ -34,6 +42,7 @@ class Stat:
     """Samples of one contender in one cell (seconds per stream)."""
 
     times: list[float] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # the round of each sample (-1: the warm-up)
     skipped: str = ""
     error: str = ""
 
@@ -70,6 +79,22 @@ class Cell:
         ma, mb = self.median(a), self.median(b)
         return None if ma is None or mb is None or mb == 0 else ma / mb
 
+    def paired(self, a: str, b: str) -> list[float]:
+        """*a*'s time over *b*'s in every round in which both ran, in round order."""
+        sa, sb = self.stats.get(a), self.stats.get(b)
+        if sa is None or sb is None:
+            return []
+        other = {r: t for r, t in zip(sb.rounds, sb.times, strict=True) if r >= 0}
+        return [t / other[r] for r, t in zip(sa.rounds, sa.times, strict=True) if r in other and other[r] > 0]
+
+    def paired_ratio(self, a: str, b: str) -> tuple[float, float, float] | None:
+        """(median, lower quartile, upper quartile) of :meth:`paired`, if it has 5 rounds."""
+        ratios = self.paired(a, b)
+        if len(ratios) < MIN_PAIRED:
+            return None
+        q1, median, q3 = statistics.quantiles(ratios, n=4)
+        return median, q1, q3
+
     def floor_name(self) -> str:
         """The floor our target is measured against: async for live, sync for bulk."""
         return "floor_decode_async" if self.shape == "live" else "floor_decode"
@@ -85,6 +110,11 @@ class Cell:
             "contenders": {
                 name: {"median_s": s.median, "min_s": s.min, "n": len(s.times), "skipped": s.skipped, "error": s.error}
                 for name, s in self.stats.items()
+            },
+            "ours_per_round": {
+                floor: dict(zip(("median", "q1", "q3"), paired, strict=True)) if paired else None
+                for floor in ("floor_decode", "floor_decode_async", "sdk")
+                for paired in (self.paired_ratio("ours", floor),)
             },
         }
 
@@ -158,15 +188,37 @@ async def measure_cell(
     budget: float,
     with_slow_sdk: bool,
     sdk_skip: str = "",
+    seconds: float = 0.0,
+    max_reps: int = 0,
 ) -> Cell:
     """Measure every runner on one cell; see the module docstring for the protocol.
 
-    The SDK is skipped on ``w.sdk_slow`` cells unless *with_slow_sdk* (then it runs once), and
-    whenever *sdk_skip* gives a reason.
+    Every contender gets *reps* rounds; one whose warm-up run shows that *seconds* hold more
+    samples gets that many, up to *max_reps* rounds (never the SDK). The SDK is skipped on
+    ``w.sdk_slow`` cells unless *with_slow_sdk* (then it runs once), and whenever *sdk_skip*
+    gives a reason.
     """
     data = chunks(w.body, shape)
     gc.collect()
     gc.freeze()
+    try:
+        stats, first = await _samples(w, data, runners, reps, budget, with_slow_sdk, sdk_skip, seconds, max_reps)
+    finally:
+        gc.unfreeze()  # the caller's heap as it was: the next cell freezes its own set-up
+    return Cell(w.name, shape, w.note, len(w.body), w.wire_events, stats, check(w, first, stats))
+
+
+async def _samples(
+    w: Workload,
+    data: list[bytes],
+    runners: dict[str, Runner],
+    reps: int,
+    budget: float,
+    with_slow_sdk: bool,
+    sdk_skip: str,
+    seconds: float,
+    max_reps: int,
+) -> tuple[dict[str, Stat], dict[str, Outcome]]:
     stats = {name: Stat() for name in runners}
     first: dict[str, Outcome] = {}
     limit: dict[str, int] = {}
@@ -181,10 +233,12 @@ async def measure_cell(
             continue
         if elapsed > SLOW_RUN:
             stats[name].times.append(elapsed)
-        slow_sdk = name == "sdk" and w.sdk_slow
-        limit[name] = 1 if slow_sdk else min(reps, max(1, int(budget / max(elapsed, 1e-9))))
+            stats[name].rounds.append(-1)
+        elapsed = max(elapsed, 1e-9)
+        wanted = reps if name == "sdk" else max(reps, min(max_reps, int(seconds / elapsed)))
+        limit[name] = 1 if name == "sdk" and w.sdk_slow else min(wanted, max(1, int(budget / elapsed)))
     order = list(limit)
-    for rep in range(reps):
+    for rep in range(max(limit.values(), default=0)):
         k = rep % len(order) if order else 0
         for name in order[k:] + order[:k]:
             if len(stats[name].times) < limit[name] and not stats[name].error:
@@ -194,4 +248,5 @@ async def measure_cell(
                     stats[name].error = f"{type(exc).__name__}: {exc}"[:200]
                     continue
                 stats[name].times.append(elapsed)
-    return Cell(w.name, shape, w.note, len(w.body), w.wire_events, stats, check(w, first, stats))
+                stats[name].rounds.append(rep)
+    return stats, first

@@ -1,0 +1,123 @@
+"""The benchmark's bookkeeping: rounds per contender, per-round ratios and the verdicts built
+on them (no time is checked: the runners here are fakes whose times the tests set)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+from contenders import Outcome  # noqa: E402 -- bench/ is a script folder, not a package
+from report import cell_target, per_round, verdicts  # noqa: E402
+from throughput import Cell, Stat, measure_cell  # noqa: E402
+from workloads import make  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+
+def _cell(shape: str, ours: dict[int, float], floor: dict[int, float]) -> Cell:
+    floor_name = "floor_decode_async" if shape == "live" else "floor_decode"
+    stats = {
+        "ours": Stat(times=list(ours.values()), rounds=list(ours)),
+        floor_name: Stat(times=list(floor.values()), rounds=list(floor)),
+    }
+    return Cell("text", shape, "", 100, 10, stats, "ok (= sdk)")
+
+
+def test_paired_ratios_match_rounds_not_positions() -> None:
+    # ours missed round 2, the floor round 4: only rounds 0, 1, 3 pair up
+    cell = _cell("live", {0: 2.0, 1: 3.0, 3: 8.0, 4: 9.0}, {0: 1.0, 1: 2.0, 2: 5.0, 3: 4.0})
+    assert cell.paired("ours", "floor_decode_async") == [2.0, 1.5, 2.0]
+    assert cell.paired("ours", "sdk") == []
+
+
+def test_the_warm_up_sample_is_never_paired() -> None:
+    cell = _cell("live", {-1: 10.0, 0: 2.0}, {-1: 1.0, 0: 2.0})
+    assert cell.paired("ours", "floor_decode_async") == [1.0]
+
+
+def test_a_slow_spell_in_some_rounds_does_not_move_the_per_round_ratio() -> None:
+    # the machine runs 3x slower from the middle of round 4 to the end of round 9: ours ran
+    # after the floor in round 4, so six of ours' twelve samples are slow, five of the floor's
+    ours = {r: 1.4 * (3 if 4 <= r < 10 else 1) for r in range(12)}
+    floor = {r: 1.0 * (3 if 5 <= r < 10 else 1) for r in range(12)}
+    cell = _cell("live", ours, floor)
+    paired = cell.paired_ratio("ours", "floor_decode_async")
+    assert paired is not None
+    median, q1, q3 = paired
+    assert median == pytest.approx(1.4)
+    assert q1 <= median <= q3
+    ratio, limit, ok = cell_target(cell)
+    assert (ratio, limit, ok) == (median, 1.5, True)
+    # the ratio of medians takes ours' median from a slow sample, the floor's from fast ones
+    assert cell.ratio("ours", "floor_decode_async") == pytest.approx((1.4 + 4.2) / 2)
+    assert per_round(cell, "floor_decode_async").startswith("1.40x (")
+
+
+def test_too_few_rounds_fall_back_to_the_ratio_of_medians() -> None:
+    cell = _cell("bulk", {0: 3.0, 1: 5.0}, {0: 1.0, 1: 2.0})
+    assert cell.paired_ratio("ours", "floor_decode") is None
+    assert per_round(cell, "floor_decode") == "-"
+    ratio, limit, ok = cell_target(cell)
+    assert ratio == pytest.approx(4.0 / 1.5)
+    assert (limit, ok) == (2.0, False)
+    (target, measured, verdict), *_ = verdicts([cell], [])
+    assert target == "text / bulk: ours <= 2.0x floor_decode"
+    assert (measured, verdict) == ("2.67x", False)
+
+
+def test_verdicts_show_the_per_round_ratio_and_its_spread() -> None:
+    cell = _cell("bulk", {r: 1.9 for r in range(6)}, {r: 1.0 for r in range(6)})
+    (_, measured, verdict), *_ = verdicts([cell], [])
+    assert (measured, verdict) == ("1.90x (1.90-1.90)", True)
+
+
+def _fake(name: str, calls: list[str]) -> object:
+    async def run(data: Sequence[bytes]) -> Outcome:
+        calls.append(name)
+        return Outcome(events=0)
+
+    return run
+
+
+async def test_quick_contenders_get_more_rounds_but_the_sdk_never() -> None:
+    calls: list[str] = []
+    runners = {name: _fake(name, calls) for name in ("ours", "sdk", "floor_decode")}
+    cell = await measure_cell(
+        make("text", quick=True),
+        "bulk",
+        runners,  # type: ignore[arg-type]
+        reps=3,
+        budget=60.0,
+        with_slow_sdk=False,
+        seconds=60.0,  # a fake run takes microseconds: 60 s would hold millions
+        max_reps=7,
+    )
+    # a warm-up run each, then rounds: the SDK stops at reps, the others at max_reps
+    assert calls.count("sdk") == 1 + 3
+    assert calls.count("ours") == calls.count("floor_decode") == 1 + 7
+    assert cell.stats["ours"].rounds == list(range(7))
+    assert cell.stats["sdk"].rounds == [0, 1, 2]
+    assert len(cell.paired("ours", "floor_decode")) == 7
+    assert len(cell.paired("ours", "sdk")) == 3
+
+
+async def test_without_seconds_every_contender_gets_reps_rounds() -> None:
+    calls: list[str] = []
+    runners = {name: _fake(name, calls) for name in ("ours", "floor_decode_async")}
+    cell = await measure_cell(
+        make("text", quick=True),
+        "live",
+        runners,  # type: ignore[arg-type]
+        reps=4,
+        budget=60.0,
+        with_slow_sdk=False,
+        max_reps=300,
+    )
+    assert calls.count("ours") == calls.count("floor_decode_async") == 1 + 4
+    assert [len(s.times) for s in cell.stats.values()] == [4, 4]
