@@ -11,6 +11,7 @@ exactly that of running the stages one after the other; tests/test_fused.py chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, final
 
 from .accumulate import _TEXT, Accumulator
@@ -32,12 +33,21 @@ from .events import (
 )
 from .providers.anthropic import BAD_DATA, AnthropicParser, decode_pair, decode_wire
 
-__all__ = ["Fused"]
+__all__ = ["Fused", "Undelivered"]
 
 _LIVE_DELTA: Final = b"event: content_block_delta\ndata: "
 _DATA_AT: Final = len(_LIVE_DELTA)
 _LF: Final = 10  # b"\n"[0]: `int in bytes` is a memchr, `bytes in bytes` a general search
 _CR: Final = 13
+
+
+class Undelivered(Exception):  # noqa: N818 -- not an error of the chain: a carrier
+    """The lone callback given to :meth:`Fused.process_chunk` raised *error* on
+    ``batch[index]``; the chunk itself was processed (its events are *batch*)."""
+
+    def __init__(self, call: Callable[[Any], Any], error: Exception, batch: list[Any], index: int) -> None:
+        super().__init__(call, error, batch, index)
+        self.call, self.error, self.batch, self.index = call, error, batch, index
 
 
 @final
@@ -122,12 +132,17 @@ class Fused:
         if events:
             acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
 
-    def process_chunk(self, chunk: bytes, out: list[Any]) -> None:
+    def process_chunk(self, chunk: bytes, out: list[Any], call: Callable[[Any], Any] | None = None) -> bool:
         """Run parse, accumulate and derive over one byte chunk (needs the parser).
 
         A live stream's typical chunk, exactly one ``content_block_delta`` event, is
         decoded and folded in one go; every other chunk goes through the parser, then
         :meth:`fold`, exactly as the three stages would run apart.
+
+        The events go to *out*, except that, given *call* (a lone callback that takes every
+        event), a piece delta's two events (the raw delta and its text, input JSON or
+        thinking event) are passed to it instead, in order, and True is returned. If it
+        raises, :class:`Undelivered` says on which event.
         """
         # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR.
         # Written with slices, indexing and `int in bytes`: bytes.startswith, endswith and
@@ -172,15 +187,29 @@ class Fused:
                             if size > self._max_tool and dkind is InputJSONDelta:
                                 raise self._acc.tool_input_too_large(index)
                         if dkind is TextDelta:
-                            out += (event, TextEvent(piece, pieces, size))
+                            made: Any = TextEvent(piece, pieces, size)
                         elif dkind is InputJSONDelta:
-                            out += (event, InputJsonEvent(piece, pieces, size, derived[3]))
+                            made = InputJsonEvent(piece, pieces, size, derived[3])
                         else:
-                            out += (event, ThinkingEvent(piece, pieces, size))
+                            made = ThinkingEvent(piece, pieces, size)
                         self._acc._last = event
-                        return
+                        if call is None:
+                            out += (event, made)
+                            return False
+                        # the lone callback, called here: no list to fill, empty and loop
+                        # over in the caller (-7% to -11% instructions per live event, callgrind).
+                        # The try blocks cost nothing until a callback raises.
+                        try:
+                            call(event)
+                        except Exception as exc:
+                            raise Undelivered(call, exc, [event, made], 0) from None
+                        try:
+                            call(made)
+                        except Exception as exc:
+                            raise Undelivered(call, exc, [event, made], 1) from None
+                        return True
                 self.fold([event], out)
-                return
+                return False
         elif chunk[-2:] == b"\n\n" and (self._sse.idle or self._sse.start(chunk)):  # type: ignore[union-attr]
             # Exactly one other event (a block start or stop, a message event...), two
             # lines and no CR: what the parser would make of it, without its framing.
@@ -192,7 +221,7 @@ class Fused:
                 event = decode_pair(name, data)
                 if event is not None:
                     self.fold([event], out)
-                return
+                return False
         middle: list[Any] = []
         try:
             self._parser.process_into([chunk], middle)  # type: ignore[union-attr]
@@ -200,6 +229,7 @@ class Fused:
             self.fold(middle, out)  # what the chunk held before the bad event
             raise
         self.fold(middle, out)
+        return False
 
     def process_chunks(self, chunks: list[bytes], out: list[Any]) -> None:
         """:meth:`process_chunk` over a batch of chunks."""

@@ -36,6 +36,7 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._fused import Undelivered
 from ._plumbing import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
 from .bus import EVERY_EVENT, EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 from .errors import LimitExceededError, PipelineError, SourceError, StageError
@@ -391,7 +392,15 @@ class MessageStream:
                 if size > max_bytes:
                     await self._fail(self._too_many_bytes())
                 try:
-                    chain.process_chunk(chunk, out)
+                    # a piece delta goes straight to a lone on_event callback, if that is
+                    # all there is (the built-in chain's events are all for it)
+                    if chain.process_chunk(chunk, out, bus.sync_every):
+                        events += 2
+                        continue
+                except Undelivered as u:  # that callback raised
+                    events += 2
+                    bus.publish_failed(u.call, u.error, u.batch, u.batch[u.index])
+                    continue
                 except Exception as exc:  # deliver what the chunk held before the failure
                     self._events += len(out)
                     if bus.has_sync:

@@ -388,12 +388,14 @@ class ChunkByChunk:
     def __init__(self, island: Island) -> None:
         self._run = island.run
 
-    def process_chunk(self, chunk: bytes, out: list[Any]) -> None:
-        """Run the island over *chunk*, appending its output to *out*."""
+    def process_chunk(self, chunk: bytes, out: list[Any], call: object = None) -> bool:
+        """Run the island over *chunk*, appending its output to *out* (*call* is not used:
+        a user stage's output goes through the bus's type checks)."""
         done, error = self._run([chunk])
         out.extend(done)
         if error is not None:
             raise error
+        return False
 
 
 def wrap_error(name: str, exc: Exception) -> BaseException:

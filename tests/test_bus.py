@@ -362,6 +362,47 @@ async def test_a_lone_isolated_callback_is_detached_and_the_stream_goes_on(drive
     assert faulty.calls == 3
 
 
+@pytest.mark.parametrize("errors", ["isolate", "propagate"])
+@pytest.mark.parametrize("on", ["raw delta", "text event"])
+async def test_a_lone_on_event_callback_raising_on_a_live_delta(on: str, errors: str) -> None:
+    """The fused chain calls a lone on_event callback itself for a live piece delta (the
+    raw delta, then its text event). Raising on either applies the subscriber's policy as
+    anywhere: isolated, it is detached after exactly the events it saw, and the stream
+    counts and finishes as without it; propagated, the stream fails with the partial
+    message as of that delta."""
+    chunks = chunk_events(rich_body())
+    async with pipeline.open_stream(aiter_chunks(chunks)) as stream:
+        events = [event async for event in stream]
+        expected = await stream.get_final_message()
+        total = stream.statistics().events
+    raw = [i for i, e in enumerate(events) if type(getattr(e, "delta", None)) is pipeline.events.TextDelta]
+    fail_at = raw[-1] if on == "raw delta" else raw[-1] + 1  # the last text delta, or its text event
+    assert len(raw) > 1 and type(events[raw[-1] + 1]) is pipeline.TextEvent
+    seen: list[Any] = []
+
+    def on_event(event: Any) -> None:
+        seen.append(event)
+        if len(seen) == fail_at + 1:
+            raise ValueError("bad subscriber")
+
+    stream = pipeline.open_stream(aiter_chunks(chunks))
+    stream.subscribe(_lone("on_event", on_event), errors=errors)  # type: ignore[arg-type]
+    if errors == "isolate":
+        async with stream:
+            assert (await stream.get_final_message()).to_dict() == expected.to_dict()
+            assert stream.statistics().events == total
+    else:
+        with pytest.raises(pipeline.SubscriberError) as info:
+            async with stream:
+                await stream.get_final_message()
+        assert isinstance(info.value.__cause__, ValueError)
+        partial = info.value.partial_message
+        assert partial is not None
+        # the delta was folded before its events were delivered
+        assert partial.content[-1].text == events[raw[-1] + 1].snapshot  # type: ignore[union-attr]
+    assert _dicts(seen) == _dicts(events[: fail_at + 1])
+
+
 async def test_async_propagate_fails_the_stream() -> None:
     class Bad:
         async def on_message(self, message: pipeline.Message) -> None:
