@@ -160,21 +160,23 @@ class AnthropicParser:
             for text in texts:
                 # The usual event, `event: X\ndata: {...}`, read directly (a live chunk is
                 # one such event); anything else (comments, ids, several data lines...)
-                # goes through the decoder's rules. partition, slices and `int in bytes`:
-                # startswith and find with positions parse their arguments slowly (about
-                # 2,600 instructions more per event, callgrind).
-                name, _, rest = text.partition(b"\n")
-                if name == _DELTA_NAME and rest[:6] == b"data: " and 10 not in rest:
-                    try:  # most events: no other name to check
-                        append(decode_wire(rest[6:]))
+                # goes through the decoder's rules. partition and `int in bytes`: startswith
+                # and find with positions parse their arguments slowly (about 2,600
+                # instructions more per event, callgrind), and each slice is a new object
+                # (cutting the data out with the partition: -8% per bulk event).
+                name, _, data = text.partition(b"\ndata: ")
+                if 10 not in data:  # nothing after the data line, and...
+                    if name == _DELTA_NAME:  # ...most events: no other name to check
+                        try:
+                            append(decode_wire(data))
+                            continue
+                        except BAD_DATA:
+                            pass  # empty or bad data: by the name's rules, below
+                    if name[:7] == b"event: " and 10 not in name:  # ...one line before it
+                        event = decode_pair(name, data)
+                        if event is not None:
+                            append(event)
                         continue
-                    except BAD_DATA:
-                        pass  # empty or bad data: as any other event, below
-                if rest[:6] == b"data: " and name[:7] == b"event: " and 10 not in rest:
-                    event = decode_pair(name, rest[6:])
-                    if event is not None:
-                        append(event)
-                    continue
                 for frame in sse.frames_of(text):
                     event = decode_frame(frame)
                     if event is not None:
