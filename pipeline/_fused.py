@@ -39,6 +39,19 @@ _LIVE_DELTA: Final = b"event: content_block_delta\ndata: "
 _DATA_AT: Final = len(_LIVE_DELTA)
 _LF: Final = 10  # b"\n"[0]: `int in bytes` is a memchr, `bytes in bytes` a general search
 _CR: Final = 13
+_NAME_LINES: Final = frozenset(
+    b"event: " + name
+    for name in (
+        b"message_start",
+        b"message_delta",
+        b"message_stop",
+        b"content_block_start",
+        b"content_block_delta",
+        b"content_block_stop",
+        b"ping",
+        b"error",
+    )
+)
 
 
 class Undelivered(Exception):  # noqa: N818 -- not an error of the chain: a carrier
@@ -215,13 +228,15 @@ class Fused:
             # lines and no CR: what the parser would make of it, without its framing.
             # The first chunk of a stream (message_start, usually) too, once the decoder
             # checked that it does not start with a byte order mark.
-            name, _, rest = chunk.partition(b"\n")
-            data = rest[6:-2]
-            if rest[:6] == b"data: " and name[:7] == b"event: " and _LF not in data and _CR not in chunk:
-                event = decode_pair(name, data)
-                if event is not None:
-                    self.fold([event], out)
-                return False
+            # The name line is one the API sends (any other takes the parser's way).
+            name, _, data = chunk.partition(b"\ndata: ")
+            if name in _NAME_LINES and _CR not in chunk:
+                data = data[:-2]
+                if _LF not in data:
+                    event = decode_pair(name, data)
+                    if event is not None:
+                        self.fold([event], out)
+                    return False
         middle: list[Any] = []
         try:
             self._parser.process_into([chunk], middle)  # type: ignore[union-attr]

@@ -73,6 +73,9 @@ _ODD_EVENTS = {  # one-event chunks the fused chain reads without the parser's f
     "wrong_shape": b'event: content_block_stop\ndata: {"type": "content_block_stop", "index": "0"}\n\n',
     "error": b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}\n\n',
     "bare_error": b"event: error\ndata: \n\n",
+    "id_line_first": b'id: 1\nevent: ping\ndata: {"type": "content_block_stop", "index": 0}\n\n',
+    "id_line_last": b'event: content_block_stop\ndata: {"type": "content_block_stop", "index": 0}\nid: 2\n\n',
+    "name_with_a_trailing_space": b'event: ping \ndata: {"type": "content_block_stop", "index": 0}\n\n',
     "lone_blank_line": b"\n\n",
     "one_byte": b"\n",
 }
