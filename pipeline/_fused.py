@@ -11,10 +11,11 @@ exactly that of running the stages one after the other; tests/test_fused.py chec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, Final, final
 
 from .accumulate import _TEXT, Accumulator
+from .bus import EVERY_EVENT
 from .derive import Deriver
 from .events import (
     GROUP,
@@ -145,17 +146,24 @@ class Fused:
         if events:
             acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
 
-    def process_chunk(self, chunk: bytes, out: list[Any], call: Callable[[Any], Any] | None = None) -> bool:
+    def process_chunk(
+        self,
+        chunk: bytes,
+        out: list[Any],
+        call: Callable[[Any], Any] | None = None,
+        kinds: Container[type] = EVERY_EVENT,
+    ) -> bool:
         """Run parse, accumulate and derive over one byte chunk (needs the parser).
 
         A live stream's typical chunk, exactly one ``content_block_delta`` event, is
         decoded and folded in one go; every other chunk goes through the parser, then
         :meth:`fold`, exactly as the three stages would run apart.
 
-        The events go to *out*, except that, given *call* (a lone callback that takes every
-        event), a piece delta's two events (the raw delta and its text, input JSON or
-        thinking event) are passed to it instead, in order, and True is returned. If it
-        raises, :class:`Undelivered` says on which event.
+        The events go to *out*, except that, given *call* (a subscriber's lone callback,
+        which takes the event types *kinds*), a piece delta's two events (the raw delta and
+        its text, input JSON or thinking event) are passed to it instead, those of them
+        that it takes, in order, and True is returned. If it raises, :class:`Undelivered`
+        says on which event.
         """
         # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR.
         # Written with slices, indexing and `int in bytes`: bytes.startswith, endswith and
@@ -210,12 +218,16 @@ class Fused:
                             out += (event, made)
                             return False
                         # the lone callback, called here: no list to fill, empty and loop
-                        # over in the caller (-7% to -11% instructions per live event, callgrind).
-                        # The try blocks cost nothing until a callback raises.
-                        try:
-                            call(event)
-                        except Exception as exc:
-                            raise Undelivered(call, exc, [event, made], 0) from None
+                        # over in the caller (-7% to -11% instructions per live event,
+                        # callgrind). The raw delta is for on_event only (EVERY_EVENT); the
+                        # try blocks cost nothing until a callback raises.
+                        if kinds is EVERY_EVENT:
+                            try:
+                                call(event)
+                            except Exception as exc:
+                                raise Undelivered(call, exc, [event, made], 0) from None
+                        elif type(made) not in kinds:
+                            return True
                         try:
                             call(made)
                         except Exception as exc:

@@ -270,7 +270,6 @@ class EventBus:
         "_async",
         "_task_group",
         "_detached",
-        "sync_every",
         "sync_kinds",
         "sync_single",
         "sync_table",
@@ -286,12 +285,9 @@ class EventBus:
         # - sync_single: the only sync callback, if there is one (then sync_kinds is a
         #   frozenset shared by every stream, and sync_table is empty: a per-stream table
         #   of one list would cost a dict entry per event type);
-        # - sync_every: that callback again if it takes every event (EVERY_EVENT: a lone
-        #   on_event), which the fused chain may then call itself;
         # - sync_table: otherwise, event type -> its sync callbacks, in order.
         self.sync_kinds: dict[type, Any] | frozenset[type] = {}
         self.sync_single: Callable[[Any], Any] | None = None
-        self.sync_every: Callable[[Any], Any] | None = None
         self.sync_table: dict[type, list[Callable[[Any], Any]]] = {}
         # callback -> its subscription; a Subscription itself when there is only one
         self._owner: dict[Callable[[Any], Any], Subscription] | Subscription | None = None
@@ -322,7 +318,6 @@ class EventBus:
         single = subs[0].single() if len(subs) == 1 else None
         if single is not None:
             self.sync_single, self.sync_kinds = single
-            self.sync_every = single[0] if single[1] is EVERY_EVENT else None
             self.sync_table = {}
             self._owner = subs[0]
             return
@@ -340,7 +335,7 @@ class EventBus:
         for kind, calls in table.items():
             table[kind] = shared.setdefault(tuple(calls), calls)
         self.sync_table = self.sync_kinds = table
-        self.sync_single = self.sync_every = None
+        self.sync_single = None
         self._owner = owner if len(subs) > 1 else subs[0] if subs else None
 
     @property

@@ -392,9 +392,9 @@ class MessageStream:
                 if size > max_bytes:
                     await self._fail(self._too_many_bytes())
                 try:
-                    # a piece delta goes straight to a lone on_event callback, if that is
-                    # all there is (the built-in chain's events are all for it)
-                    if chain.process_chunk(chunk, out, bus.sync_every):
+                    # a piece delta's events go straight to a lone callback, if that is
+                    # all there is (sync_single is None otherwise)
+                    if chain.process_chunk(chunk, out, bus.sync_single, bus.sync_kinds):
                         events += 2
                         continue
                 except Undelivered as u:  # that callback raised

@@ -388,9 +388,9 @@ class ChunkByChunk:
     def __init__(self, island: Island) -> None:
         self._run = island.run
 
-    def process_chunk(self, chunk: bytes, out: list[Any], call: object = None) -> bool:
-        """Run the island over *chunk*, appending its output to *out* (*call* is not used:
-        a user stage's output goes through the bus's type checks)."""
+    def process_chunk(self, chunk: bytes, out: list[Any], call: object = None, kinds: object = None) -> bool:
+        """Run the island over *chunk*, appending its output to *out* (*call* and *kinds*
+        are not used: a user stage's output goes through the runner's checks)."""
         done, error = self._run([chunk])
         out.extend(done)
         if error is not None:

@@ -363,13 +363,15 @@ async def test_a_lone_isolated_callback_is_detached_and_the_stream_goes_on(drive
 
 
 @pytest.mark.parametrize("errors", ["isolate", "propagate"])
-@pytest.mark.parametrize("on", ["raw delta", "text event"])
-async def test_a_lone_on_event_callback_raising_on_a_live_delta(on: str, errors: str) -> None:
-    """The fused chain calls a lone on_event callback itself for a live piece delta (the
-    raw delta, then its text event). Raising on either applies the subscriber's policy as
-    anywhere: isolated, it is detached after exactly the events it saw, and the stream
-    counts and finishes as without it; propagated, the stream fails with the partial
-    message as of that delta."""
+@pytest.mark.parametrize(
+    ("callback", "on"), [("on_event", "raw delta"), ("on_event", "text event"), ("on_text", "text event")]
+)
+async def test_a_lone_callback_raising_on_a_live_delta(callback: str, on: str, errors: str) -> None:
+    """The fused chain calls a lone callback itself for a live piece delta (on_event: the
+    raw delta, then its text event; on_text: the text event). Raising on either applies
+    the subscriber's policy as anywhere: isolated, it is detached after exactly the events
+    it saw, and the stream counts and finishes as without it; propagated, the stream fails
+    with the partial message as of that delta."""
     chunks = chunk_events(rich_body())
     async with pipeline.open_stream(aiter_chunks(chunks)) as stream:
         events = [event async for event in stream]
@@ -378,15 +380,16 @@ async def test_a_lone_on_event_callback_raising_on_a_live_delta(on: str, errors:
     raw = [i for i, e in enumerate(events) if type(getattr(e, "delta", None)) is pipeline.events.TextDelta]
     fail_at = raw[-1] if on == "raw delta" else raw[-1] + 1  # the last text delta, or its text event
     assert len(raw) > 1 and type(events[raw[-1] + 1]) is pipeline.TextEvent
+    sent = _PICK[callback](events[: fail_at + 1])
     seen: list[Any] = []
 
-    def on_event(event: Any) -> None:
+    def sink(event: Any) -> None:
         seen.append(event)
-        if len(seen) == fail_at + 1:
+        if len(seen) == len(sent):
             raise ValueError("bad subscriber")
 
     stream = pipeline.open_stream(aiter_chunks(chunks))
-    stream.subscribe(_lone("on_event", on_event), errors=errors)  # type: ignore[arg-type]
+    stream.subscribe(_lone(callback, sink), errors=errors)  # type: ignore[arg-type]
     if errors == "isolate":
         async with stream:
             assert (await stream.get_final_message()).to_dict() == expected.to_dict()
@@ -400,7 +403,7 @@ async def test_a_lone_on_event_callback_raising_on_a_live_delta(on: str, errors:
         assert partial is not None
         # the delta was folded before its events were delivered
         assert partial.content[-1].text == events[raw[-1] + 1].snapshot  # type: ignore[union-attr]
-    assert _dicts(seen) == _dicts(events[: fail_at + 1])
+    assert _dicts(seen) == _dicts(sent)
 
 
 async def test_async_propagate_fails_the_stream() -> None:
