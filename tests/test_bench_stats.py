@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,27 +78,25 @@ def test_verdicts_show_the_per_round_ratio_and_its_spread() -> None:
     assert (measured, verdict) == ("1.90x (1.90-1.90)", True)
 
 
-def _fake(name: str, calls: list[str]) -> object:
-    async def run(data: Sequence[bytes]) -> Outcome:
-        calls.append(name)
-        return Outcome(events=0)
+async def _measure(names: tuple[str, ...], shape: str, **options: Any) -> tuple[Cell, list[str]]:
+    """measure_cell over fake runners of *names*; also which ran, in order."""
+    calls: list[str] = []
 
-    return run
+    def fake(name: str) -> Any:
+        async def run(data: Sequence[bytes]) -> Outcome:
+            calls.append(name)
+            return Outcome(events=0)
+
+        return run
+
+    runners = {name: fake(name) for name in names}
+    cell = await measure_cell(make("text", quick=True), shape, runners, budget=60.0, with_slow_sdk=False, **options)
+    return cell, calls
 
 
 async def test_quick_contenders_get_more_rounds_but_the_sdk_never() -> None:
-    calls: list[str] = []
-    runners = {name: _fake(name, calls) for name in ("ours", "sdk", "floor_decode")}
-    cell = await measure_cell(
-        make("text", quick=True),
-        "bulk",
-        runners,  # type: ignore[arg-type]
-        reps=3,
-        budget=60.0,
-        with_slow_sdk=False,
-        seconds=60.0,  # a fake run takes microseconds: 60 s would hold millions
-        max_reps=7,
-    )
+    # a fake run takes microseconds: 60 s would hold millions
+    cell, calls = await _measure(("ours", "sdk", "floor_decode"), "bulk", reps=3, seconds=60.0, max_reps=7)
     # a warm-up run each, then rounds: the SDK stops at reps, the others at max_reps
     assert calls.count("sdk") == 1 + 3
     assert calls.count("ours") == calls.count("floor_decode") == 1 + 7
@@ -108,16 +107,6 @@ async def test_quick_contenders_get_more_rounds_but_the_sdk_never() -> None:
 
 
 async def test_without_seconds_every_contender_gets_reps_rounds() -> None:
-    calls: list[str] = []
-    runners = {name: _fake(name, calls) for name in ("ours", "floor_decode_async")}
-    cell = await measure_cell(
-        make("text", quick=True),
-        "live",
-        runners,  # type: ignore[arg-type]
-        reps=4,
-        budget=60.0,
-        with_slow_sdk=False,
-        max_reps=300,
-    )
+    cell, calls = await _measure(("ours", "floor_decode_async"), "live", reps=4, max_reps=300)
     assert calls.count("ours") == calls.count("floor_decode_async") == 1 + 4
     assert [len(s.times) for s in cell.stats.values()] == [4, 4]
