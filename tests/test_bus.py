@@ -98,6 +98,8 @@ def _lone(callback: str, sink: Any) -> object:
 
 _PICK: dict[str, Any] = {  # what each callback gets of a stream's events
     "on_text": lambda events: [e for e in events if isinstance(e, pipeline.TextEvent)],
+    "on_tool_input": lambda events: [e for e in events if isinstance(e, pipeline.InputJsonEvent)],
+    "on_thinking": lambda events: [e for e in events if isinstance(e, pipeline.ThinkingEvent)],
     "on_content_block": lambda events: [
         e.content_block for e in events if isinstance(e, pipeline.ContentBlockStopEvent)
     ],
