@@ -19,6 +19,7 @@ from .bus import EVERY_EVENT
 from .derive import Deriver
 from .events import (
     GROUP,
+    KNOWN_EVENT_TYPES,
     CitationEvent,
     CitationsDelta,
     ContentBlockDeltaEvent,
@@ -40,19 +41,7 @@ _LIVE_DELTA: Final = b"event: content_block_delta\ndata: "
 _DATA_AT: Final = len(_LIVE_DELTA)
 _LF: Final = 10  # b"\n"[0]: `int in bytes` is a memchr, `bytes in bytes` a general search
 _CR: Final = 13
-_NAME_LINES: Final = frozenset(
-    b"event: " + name
-    for name in (
-        b"message_start",
-        b"message_delta",
-        b"message_stop",
-        b"content_block_start",
-        b"content_block_delta",
-        b"content_block_stop",
-        b"ping",
-        b"error",
-    )
-)
+_NAME_LINES: Final = frozenset(b"event: " + name.encode() for name in KNOWN_EVENT_TYPES)  # the API's
 
 
 class Undelivered(Exception):  # noqa: N818 -- not an error of the chain: a carrier
