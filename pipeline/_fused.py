@@ -1,22 +1,22 @@
 """Hand-fused ``accumulate`` + ``derive`` for the hot path of the default chain.
 
 When the two built-in stages are adjacent (the default), the island calls one loop instead
-of two, and both use one :class:`~pipeline.events.Pieces` store per block, so each piece
-is stored once. The common deltas (text, thinking, tool input) are folded and derived
-inline; every other event goes through the two stages' own code, in order. The deriver's
-table of blocks holds only the open ones here (a block is dropped at its stop, all of them
-at ``message_stop``), so finding a block there means a delta may add to it. The result is
-exactly that of running the stages one after the other; tests/test_fused.py checks it.
-"""
+of two, and the deriver's rules are applied to the accumulator's own blocks: one
+:class:`~pipeline.events.Pieces` and one citation store per block, each piece stored once,
+no second table. The deltas of an open block are folded and derived inline; block starts
+and stops too; every other event goes through the accumulator's code, and derives nothing.
+The table of open blocks holds those started by ``content_block_start`` and not stopped
+(all are dropped at ``message_stop``), so finding a block there means any delta may add to
+it. The result is exactly that of running the stages one after the other;
+tests/test_fused.py checks it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Container
 from typing import Any, Final, final
 
-from .accumulate import _TEXT, Accumulator
+from .accumulate import _TEXT, _THINKING, Accumulator, _Block
 from .bus import EVERY_EVENT
-from .derive import Deriver
 from .events import (
     GROUP,
     KNOWN_EVENT_TYPES,
@@ -29,6 +29,8 @@ from .events import (
     InputJsonEvent,
     RawContentBlockStopEvent,
     RawMessageStopEvent,
+    SignatureDelta,
+    SignatureEvent,
     TextDelta,
     TextEvent,
     ThinkingEvent,
@@ -63,31 +65,30 @@ class Fused:
     thousands of open streams, the collector's full passes set the latency tail).
     """
 
-    __slots__ = ("_acc", "_acc_blocks", "_der", "_der_blocks", "_max_tool", "_parser", "_sse")
+    __slots__ = ("_acc", "_max_tool", "_open", "_parser", "_sse")
 
-    def __init__(self, acc: Accumulator, der: Deriver, parser: AnthropicParser | None = None) -> None:
-        self._acc, self._der, self._parser = acc, der, parser
-        self._acc_blocks, self._der_blocks = acc._blocks, der._blocks
+    def __init__(self, acc: Accumulator, parser: AnthropicParser | None = None) -> None:
+        self._acc, self._parser = acc, parser
+        # the accumulator's blocks that content_block_start opened and no stop closed yet
+        self._open: dict[int, _Block] = {}
         self._max_tool = acc.max_tool_input  # checked per compacted group (GROUP pieces) and at the block's stop
         self._sse = parser._sse if parser is not None else None
 
     def fold(self, events: list[Any], out: list[Any]) -> None:
         """Run the accumulator, then the deriver, over each of *events* (raw events)."""
-        acc, der = self._acc, self._der
-        acc_blocks, der_blocks = self._acc_blocks, self._der_blocks
+        acc, blocks = self._acc, self._open
         for event in events:
             kind = type(event)
             if kind is ContentBlockDeltaEvent:
                 index = event.index
-                derived = der_blocks.get(index)
-                # The deriver's blocks are the accumulator's, started together (below): the
-                # same kind, the same pieces. The fused deriver forgets a block at its stop
-                # and all of them at message_stop, so a block it knows is still open.
-                if derived is not None:
+                block = blocks.get(index)
+                # an open block (started by content_block_start, not stopped), so the
+                # accumulator takes any delta for it: only the deriver's rules are left
+                if block is not None:
                     delta: Any = event.delta
                     dkind = type(delta)
-                    if dkind is derived[4]:  # the delta of the block's kind: a piece
-                        pieces = derived[1]
+                    if dkind is block.piece:  # the delta of the block's kind: a piece
+                        pieces = block.pieces
                         if dkind is TextDelta:
                             piece = delta.text
                         elif dkind is InputJSONDelta:
@@ -104,36 +105,42 @@ class Fused:
                         if dkind is TextDelta:
                             out += (event, TextEvent(piece, pieces, size))
                         elif dkind is InputJSONDelta:
-                            out += (event, InputJsonEvent(piece, pieces, size, derived[3]))
+                            out += (event, InputJsonEvent(piece, pieces, size, block.start))
                         else:
                             out += (event, ThinkingEvent(piece, pieces, size))
-                        continue
-                    if dkind is CitationsDelta and derived[0] == _TEXT:
+                    elif dkind is CitationsDelta and block.kind == _TEXT:
                         citation = delta.citation
-                        acc_blocks[index].add_citation(citation)  # the accumulator's
-                        cites = derived[2]  # the deriver's
+                        cites = block.citations()
                         out += (event, CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation)))
-                        continue
-            elif kind is ContentBlockStartEvent:  # the deriver shares the block's pieces
-                der.start_shared(event, acc.start_block(event))
-                out.append(event)
+                    elif dkind is SignatureDelta and block.kind == _THINKING:
+                        block.signature = delta.signature
+                        out += (event, SignatureEvent(signature=delta.signature))
+                    else:  # a delta of another kind: nothing to fold, nothing derived
+                        out.append(event)
+                    continue
+            elif kind is ContentBlockStartEvent:
+                out.append(self._start(event))
                 continue
             elif kind is RawContentBlockStopEvent:
-                index = event.index
-                done = acc.stop_block(index)
-                der_blocks.pop(index, None)  # closed (a block of message_start is not there)
-                out.append(ContentBlockStopEvent(index=index, content_block=done))
+                out.append(self._stop(event))
                 continue
-            folded: list[Any] = []
-            acc.process_into([event], folded)
-            if kind is ContentBlockDeltaEvent:
-                der.process_into(folded, out)
-            else:  # the deriver passes every other event on as it is
-                if kind is RawMessageStopEvent:
-                    der_blocks.clear()  # every block is closed now
-                out.extend(folded)
+            elif kind is RawMessageStopEvent:
+                blocks.clear()  # every block is closed now
+            # the accumulator's own way; a delta for a block the deriver has not seen
+            # started (one of message_start's, or none) derives nothing
+            acc.process_into([event], out)
         if events:
             acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
+
+    def _start(self, event: ContentBlockStartEvent) -> ContentBlockStartEvent:
+        self._open[event.index] = self._acc.start_block(event)
+        return event
+
+    def _stop(self, event: RawContentBlockStopEvent) -> ContentBlockStopEvent:
+        index = event.index
+        done = self._acc.stop_block(index)
+        self._open.pop(index, None)  # closed (a block of message_start is not there)
+        return ContentBlockStopEvent(index=index, content_block=done)
 
     def process_chunk(
         self,
@@ -141,18 +148,19 @@ class Fused:
         out: list[Any],
         call: Callable[[Any], Any] | None = None,
         kinds: Container[type] = EVERY_EVENT,
-    ) -> bool:
+    ) -> int:
         """Run parse, accumulate and derive over one byte chunk (needs the parser).
 
         A live stream's typical chunk, exactly one ``content_block_delta`` event, is
         decoded and folded in one go; every other chunk goes through the parser, then
         :meth:`fold`, exactly as the three stages would run apart.
 
-        The events go to *out*, except that, given *call* (a subscriber's lone callback,
-        which takes the event types *kinds*), a piece delta's two events (the raw delta and
-        its text, input JSON or thinking event) are passed to it instead, those of them
-        that it takes, in order, and True is returned. If it raises, :class:`Undelivered`
-        says on which event.
+        The events go to *out* and 0 is returned, except that, given *call* (a
+        subscriber's lone callback, which takes the event types *kinds*), the events of a
+        chunk that is one piece delta (the raw delta and its text, input JSON or thinking
+        event), one block start or one block stop are passed to it instead, those of them
+        that it takes, in order, and how many events the chunk made is returned. If the
+        callback raises, :class:`Undelivered` says on which event.
         """
         # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR.
         # Written with slices, indexing and `int in bytes`: bytes.startswith, endswith and
@@ -174,15 +182,15 @@ class Fused:
                     event = None
             if type(event) is ContentBlockDeltaEvent:
                 index = event.index
-                derived = self._der_blocks.get(index)
-                if derived is not None:
+                block = self._open.get(index)
+                if block is not None:
                     delta: Any = event.delta
                     dkind = type(delta)
-                    if dkind is derived[4]:  # an open block (see fold) of that delta's kind
+                    if dkind is block.piece:  # an open block (see fold) of that delta's kind
                         # fold()'s piece path, inlined here too: handing the event to
                         # fold([event], out) instead measured +8% instructions per live
                         # delta (callgrind)
-                        pieces = derived[1]
+                        pieces = block.pieces
                         if dkind is TextDelta:
                             piece = delta.text
                         elif dkind is InputJSONDelta:
@@ -199,13 +207,13 @@ class Fused:
                         if dkind is TextDelta:
                             made: Any = TextEvent(piece, pieces, size)
                         elif dkind is InputJSONDelta:
-                            made = InputJsonEvent(piece, pieces, size, derived[3])
+                            made = InputJsonEvent(piece, pieces, size, block.start)
                         else:
                             made = ThinkingEvent(piece, pieces, size)
                         self._acc._last = event
                         if call is None:
                             out += (event, made)
-                            return False
+                            return 0
                         # the lone callback, called here: no list to fill, empty and loop
                         # over in the caller (-7% to -11% instructions per live event,
                         # callgrind). The raw delta is for on_event only (EVERY_EVENT); the
@@ -216,14 +224,14 @@ class Fused:
                             except Exception as exc:
                                 raise Undelivered(call, exc, [event, made], 0) from None
                         elif type(made) not in kinds:
-                            return True
+                            return 2
                         try:
                             call(made)
                         except Exception as exc:
                             raise Undelivered(call, exc, [event, made], 1) from None
-                        return True
+                        return 2
                 self.fold([event], out)
-                return False
+                return 0
         elif chunk[-2:] == b"\n\n" and (self._sse.idle or self._sse.start(chunk)):  # type: ignore[union-attr]
             # Exactly one other event (a block start or stop, a message event...), two
             # lines and no CR: what the parser would make of it, without its framing.
@@ -235,9 +243,27 @@ class Fused:
                 data = data[:-2]
                 if _LF not in data:
                     event = decode_pair(name, data)
-                    if event is not None:
-                        self.fold([event], out)
-                    return False
+                    kind = type(event)
+                    # a block's start or stop: fold()'s way, but handed to the lone
+                    # callback like a delta's events (-6% instructions per block)
+                    if kind is ContentBlockStartEvent:
+                        made = self._start(event)
+                    elif kind is RawContentBlockStopEvent:
+                        made = self._stop(event)
+                    else:
+                        if event is not None:
+                            self.fold([event], out)
+                        return 0
+                    self._acc._last = event
+                    if call is None:
+                        out.append(made)
+                        return 0
+                    if kinds is EVERY_EVENT or type(made) in kinds:
+                        try:
+                            call(made)
+                        except Exception as exc:
+                            raise Undelivered(call, exc, [made], 0) from None
+                    return 1
         middle: list[Any] = []
         try:
             self._parser.process_into([chunk], middle)  # type: ignore[union-attr]
@@ -245,7 +271,7 @@ class Fused:
             self.fold(middle, out)  # what the chunk held before the bad event
             raise
         self.fold(middle, out)
-        return False
+        return 0
 
     def process_chunks(self, chunks: list[bytes], out: list[Any]) -> None:
         """:meth:`process_chunk` over a batch of chunks."""
@@ -259,8 +285,6 @@ class Fused:
             tail = self._parser.flush()
             if tail:
                 self.fold(list(tail), out)
-        tail = self._acc.flush()
-        if tail:
-            self._der.process_into(list(tail), out)
-        out.extend(self._der.flush() or ())
+        out += self._acc.flush()  # raises without message_stop (unless allowed); derives nothing
+        self._open.clear()
         return out

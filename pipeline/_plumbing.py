@@ -65,10 +65,10 @@ class Plan:
 
     def __init__(self, chain: Sequence[Any]) -> None:
         if chain is DEFAULT_CHAIN:  # the usual case, planned without looking at the specs
-            parse, accumulate, derive = chain
+            parse, accumulate, _ = chain  # derive: the fused chain applies its rules itself
             acc = accumulate.open()
             self.accumulator: Accumulator | None = acc
-            self.last = Island.of_fused(Fused(acc, derive.open(), parse.open()))
+            self.last = Island.of_fused(Fused(acc, parse.open()))
             self.nodes: tuple[Any, ...] = (self.last,)
             self.buffers: tuple[int, ...] = ()
             return

@@ -22,6 +22,7 @@ import jiter
 
 from .errors import IncompleteStreamError, LimitExceededError, ProtocolError, ToolInputError, api_stream_error
 from .events import (
+    Citations,
     CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -41,13 +42,15 @@ from .events import (
     UnknownEvent,
 )
 from .limits import DEFAULT_LIMITS, Limits
-from .message import ContentBlock, Message, block_from_dict, copy_json
+from .message import ContentBlock, Message, TextBlock, ThinkingBlock, block_from_dict, copy_json
 
 __all__ = ["Accumulator"]
 
 _OTHER, _TEXT, _TOOL, _THINKING = 0, 1, 2, 3
 _KINDS: Final = {"text": _TEXT, "tool_use": _TOOL, "server_tool_use": _TOOL, "thinking": _THINKING}
 _TEXT_KEYS: Final = {_TEXT: "text", _THINKING: "thinking"}
+# the delta that adds to a block's pieces, by block kind
+PIECE_DELTAS: Final[dict[int, type]] = {_TEXT: TextDelta, _THINKING: ThinkingDelta, _TOOL: InputJSONDelta}
 # message_delta usage fields that overwrite the snapshot's only when present (cumulative)
 _USAGE_IF_SET: Final = (
     "input_tokens",
@@ -60,28 +63,34 @@ _USAGE_IF_SET: Final = (
 
 @final
 class _Block:
-    """One content block being accumulated."""
+    """One content block being accumulated (and derived from, when the two stages are
+    fused: the fused chain reads ``piece`` and ``start`` and adds to ``pieces`` and
+    ``cites`` itself, one store for both stages)."""
 
-    __slots__ = ("index", "data", "kind", "pieces", "citations", "signature", "done")
+    __slots__ = ("index", "data", "kind", "pieces", "piece", "start", "cites", "signature", "done")
 
     def __init__(self, index: int, data: dict[str, Any]) -> None:
         self.index = index
         self.data = data
         kind = data.get("type")
-        self.kind = _KINDS.get(kind, _OTHER) if isinstance(kind, str) else _OTHER
-        # text / thinking start from the block's own; tool input JSON starts empty
-        start = _str(data.get(_TEXT_KEYS.get(self.kind, "")))
-        self.pieces = Pieces(start)
-        self.citations: list[Any] | tuple[()] = ()  # a list from the first citation on
+        kind = self.kind = _KINDS.get(kind, _OTHER) if isinstance(kind, str) else _OTHER
+        self.piece: type | None = PIECE_DELTAS.get(kind)  # the delta class that adds to pieces
+        if kind == _TOOL:  # input JSON starts empty; its events' snapshots start from the block's input
+            self.pieces = Pieces()
+            self.start: Any = data.get("input", {})
+        else:  # text / thinking start from the block's own
+            self.pieces = Pieces(_str(data.get(_TEXT_KEYS.get(kind, ""))))
+            self.start = None
+        self.cites: Citations | None = None  # from the first citation on
         self.signature: str | None = None
         self.done: ContentBlock | None = None
 
-    def add_citation(self, citation: Any) -> None:
-        """Append a citation delta's citation (the list is made by the first one)."""
-        if self.citations:
-            self.citations.append(citation)
-        else:
-            self.citations = [citation]  # to_dict() copies
+    def citations(self) -> Citations:
+        """The store of the block's citations (made when the first one arrives)."""
+        cites = self.cites
+        if cites is None:
+            cites = self.cites = Citations(self.data.get("citations"))
+        return cites
 
     def build(self, *, partial: bool) -> ContentBlock:
         """Return the block with its deltas applied (*partial*: tolerate unfinished JSON)."""
@@ -91,10 +100,11 @@ class _Block:
         if kind == _TEXT:
             if pieces.size != pieces.start_size:
                 data["text"] = pieces.whole()
-            if self.citations:
-                start = data.get("citations")
-                data["citations"] = [*(start if isinstance(start, list) else ()), *self.citations]
-        elif kind == _TOOL:
+            cites = self.cites
+            if cites is not None:  # to_dict() copies
+                data["citations"] = [*cites.start, *cites.items]
+            return TextBlock(data)
+        if kind == _TOOL:
             raw = pieces.whole_bytes()
             if raw:
                 data["input"] = self._parse(raw, partial=partial)
@@ -103,6 +113,7 @@ class _Block:
                 data["thinking"] = pieces.whole()
             if self.signature is not None:
                 data["signature"] = self.signature
+            return ThinkingBlock(data)
         return block_from_dict(data)
 
     def _parse(self, raw: bytes, *, partial: bool) -> Any:
@@ -196,7 +207,7 @@ class Accumulator:
                             block.pieces.add(delta.thinking)
                     elif dkind is CitationsDelta:
                         if block.kind == _TEXT:
-                            block.add_citation(delta.citation)
+                            block.citations().add(delta.citation)
                     elif dkind is SignatureDelta:
                         if block.kind == _THINKING:
                             block.signature = delta.signature

@@ -8,12 +8,13 @@ skipped the frames named ``ping``, as the SDK does).
 Each derived event holds a reference to its block's :class:`~pipeline.events.Pieces` and
 the size of the text after its delta, so its ``snapshot`` is computed only if someone reads
 it. On its own, the deriver keeps its own store, consistent with the events it saw even when
-a custom stage sits before it; fused with the accumulator (the default), the two share one.
+a custom stage sits before it; fused with the accumulator (the default), the fused chain
+derives from the accumulator's blocks instead, one store for both (``pipeline/_fused.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, final
+from typing import Any, final
 
 from .events import (
     CitationEvent,
@@ -34,10 +35,7 @@ from .events import (
 
 __all__ = ["Deriver"]
 
-from .accumulate import _KINDS, _OTHER, _TEXT, _TEXT_KEYS, _THINKING, _TOOL, _Block
-
-# the delta that adds to a block's pieces, by block kind
-_PIECE_DELTAS: Final[dict[int, type]] = {_TEXT: TextDelta, _THINKING: ThinkingDelta, _TOOL: InputJSONDelta}
+from .accumulate import _KINDS, _OTHER, _TEXT, _TEXT_KEYS, _THINKING, _TOOL, PIECE_DELTAS
 
 
 @final
@@ -99,17 +97,9 @@ class Deriver:
         kind = _KINDS.get(event.block_type, _OTHER)
         key = _TEXT_KEYS.get(kind)
         text = data.get(key) if key else None
-        self._add(event.index, kind, Pieces(text if isinstance(text, str) else ""), data)
-
-    def _add(self, index: int, kind: int, pieces: Pieces, data: dict[str, Any]) -> None:
+        pieces = Pieces(text if isinstance(text, str) else "")
         start = data.get("input", {}) if kind == _TOOL else None
-        self._blocks[index] = (kind, pieces, Citations(data.get("citations")), start, _PIECE_DELTAS.get(kind))
-
-    def start_shared(self, event: ContentBlockStartEvent, block: _Block) -> None:
-        """Start block ``event.index`` from *block*, the accumulator's: when the two stages
-        are fused, each piece is stored once, and the block's kind is read once. The caller
-        passes the event on."""
-        self._add(event.index, block.kind, block.pieces, event.content_block)
+        self._blocks[event.index] = (kind, pieces, Citations(data.get("citations")), start, PIECE_DELTAS.get(kind))
 
     def flush(self) -> list[Any]:
         """Nothing is held back; forget the blocks."""

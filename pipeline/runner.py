@@ -392,13 +392,14 @@ class MessageStream:
                 if size > max_bytes:
                     await self._fail(self._too_many_bytes())
                 try:
-                    # a piece delta's events go straight to a lone callback, if that is
-                    # all there is (sync_single is None otherwise)
-                    if chain.process_chunk(chunk, out, bus.sync_single, bus.sync_kinds):
-                        events += 2
+                    # a piece delta's events, or a block start's or stop's, go straight to
+                    # a lone callback, if that is all there is (sync_single is None otherwise)
+                    delivered = chain.process_chunk(chunk, out, bus.sync_single, bus.sync_kinds)
+                    if delivered:
+                        events += delivered
                         continue
                 except Undelivered as u:  # that callback raised
-                    events += 2
+                    events += len(u.batch)
                     bus.publish_failed(u.call, u.error, u.batch, u.batch[u.index])
                     continue
                 except Exception as exc:  # deliver what the chunk held before the failure

@@ -305,12 +305,12 @@ class Island:
                 # adjacent built-ins: hand-fused loops, same result (see _fused.py)
                 parser = logics[-2] if len(logics) >= 2 else None
                 if isinstance(parser, AnthropicParser):
-                    fused = Fused(previous, logic, parser)
+                    fused = Fused(previous, parser)
                     del steps[-2:]
                     steps.append((_WHOLE, fused.process_chunks, fused.flush))
                     whole = fused
                 else:
-                    fused = Fused(previous, logic)
+                    fused = Fused(previous)
                     steps[-1] = ("accumulate+derive", fused.fold, fused.flush)
             else:
                 steps.append((stage_name(spec), _into(logic), _flush(logic)))
@@ -388,14 +388,14 @@ class ChunkByChunk:
     def __init__(self, island: Island) -> None:
         self._run = island.run
 
-    def process_chunk(self, chunk: bytes, out: list[Any], call: object = None, kinds: object = None) -> bool:
-        """Run the island over *chunk*, appending its output to *out* (*call* and *kinds*
-        are not used: a user stage's output goes through the runner's checks)."""
+    def process_chunk(self, chunk: bytes, out: list[Any], call: object = None, kinds: object = None) -> int:
+        """Run the island over *chunk*, appending its output to *out*; return 0 (*call*
+        and *kinds* are not used: a user stage's output goes through the runner's checks)."""
         done, error = self._run([chunk])
         out.extend(done)
         if error is not None:
             raise error
-        return False
+        return 0
 
 
 def wrap_error(name: str, exc: Exception) -> BaseException:

@@ -364,24 +364,43 @@ async def test_a_lone_isolated_callback_is_detached_and_the_stream_goes_on(drive
     assert faulty.calls == 3
 
 
+def _failing_index(events: list[Any], on: str) -> int:
+    """Where in *events* (one live stream's) a test callback raises: on the last text
+    delta, its text event, the last block start or the last block stop."""
+    if on in ("raw delta", "text event"):
+        raw = [i for i, e in enumerate(events) if type(getattr(e, "delta", None)) is pipeline.events.TextDelta]
+        assert len(raw) > 1 and type(events[raw[-1] + 1]) is pipeline.TextEvent
+        return raw[-1] if on == "raw delta" else raw[-1] + 1
+    kind = pipeline.ContentBlockStartEvent if on == "block start" else pipeline.ContentBlockStopEvent
+    at = [i for i, e in enumerate(events) if type(e) is kind]
+    assert len(at) > 1
+    return at[-1]
+
+
 @pytest.mark.parametrize("errors", ["isolate", "propagate"])
 @pytest.mark.parametrize(
-    ("callback", "on"), [("on_event", "raw delta"), ("on_event", "text event"), ("on_text", "text event")]
+    ("callback", "on"),
+    [
+        ("on_event", "raw delta"),
+        ("on_event", "text event"),
+        ("on_text", "text event"),
+        ("on_event", "block start"),
+        ("on_event", "block stop"),
+        ("on_content_block", "block stop"),
+    ],
 )
-async def test_a_lone_callback_raising_on_a_live_delta(callback: str, on: str, errors: str) -> None:
+async def test_a_lone_callback_raising_on_a_live_event(callback: str, on: str, errors: str) -> None:
     """The fused chain calls a lone callback itself for a live piece delta (on_event: the
-    raw delta, then its text event; on_text: the text event). Raising on either applies
-    the subscriber's policy as anywhere: isolated, it is detached after exactly the events
-    it saw, and the stream counts and finishes as without it; propagated, the stream fails
-    with the partial message as of that delta."""
+    raw delta, then its text event; on_text: the text event) and for a live block start
+    or stop. Raising on any of them applies the subscriber's policy as anywhere: isolated,
+    it is detached after exactly the events it saw, and the stream counts and finishes as
+    without it; propagated, the stream fails with the partial message as of that event."""
     chunks = chunk_events(rich_body())
     async with pipeline.open_stream(aiter_chunks(chunks)) as stream:
         events = [event async for event in stream]
         expected = await stream.get_final_message()
         total = stream.statistics().events
-    raw = [i for i, e in enumerate(events) if type(getattr(e, "delta", None)) is pipeline.events.TextDelta]
-    fail_at = raw[-1] if on == "raw delta" else raw[-1] + 1  # the last text delta, or its text event
-    assert len(raw) > 1 and type(events[raw[-1] + 1]) is pipeline.TextEvent
+    fail_at = _failing_index(events, on)
     sent = _PICK[callback](events[: fail_at + 1])
     seen: list[Any] = []
 
@@ -403,8 +422,15 @@ async def test_a_lone_callback_raising_on_a_live_delta(callback: str, on: str, e
         assert isinstance(info.value.__cause__, ValueError)
         partial = info.value.partial_message
         assert partial is not None
-        # the delta was folded before its events were delivered
-        assert partial.content[-1].text == events[raw[-1] + 1].snapshot  # type: ignore[union-attr]
+        # the event was folded before it was delivered
+        failed = events[fail_at]
+        if on == "block start":
+            assert len(partial.content) == failed.index + 1  # type: ignore[attr-defined]
+        elif on == "block stop":
+            assert partial.content[-1].to_dict() == failed.content_block.to_dict()  # type: ignore[attr-defined]
+        else:  # the text delta's text event has the block's text as of that delta
+            text_event = events[fail_at + 1] if on == "raw delta" else failed
+            assert partial.content[-1].text == text_event.snapshot  # type: ignore[union-attr]
     assert _dicts(seen) == _dicts(sent)
 
 
