@@ -51,6 +51,11 @@ _KINDS: Final = {"text": _TEXT, "tool_use": _TOOL, "server_tool_use": _TOOL, "th
 _TEXT_KEYS: Final = {_TEXT: "text", _THINKING: "thinking"}
 # the delta that adds to a block's pieces, by block kind
 PIECE_DELTAS: Final[dict[int, type]] = {_TEXT: TextDelta, _THINKING: ThinkingDelta, _TOOL: InputJSONDelta}
+# by block type: its kind, the delta that adds to its pieces, the key of its starting text
+_SHAPES: Final[dict[str, tuple[int, type | None, str | None]]] = {
+    name: (kind, PIECE_DELTAS[kind], _TEXT_KEYS.get(kind)) for name, kind in _KINDS.items()
+}
+_NO_SHAPE: Final = (_OTHER, None, None)
 # message_delta usage fields that overwrite the snapshot's only when present (cumulative)
 _USAGE_IF_SET: Final = (
     "input_tokens",
@@ -73,14 +78,15 @@ class _Block:
         self.index = index
         self.data = data
         kind = data.get("type")
-        kind = self.kind = _KINDS.get(kind, _OTHER) if isinstance(kind, str) else _OTHER
-        self.piece: type | None = PIECE_DELTAS.get(kind)  # the delta class that adds to pieces
-        if kind == _TOOL:  # input JSON starts empty; its events' snapshots start from the block's input
+        kind, self.piece, key = _SHAPES.get(kind, _NO_SHAPE) if isinstance(kind, str) else _NO_SHAPE
+        self.kind = kind
+        if key is not None:  # text / thinking start from the block's own
+            start = data.get(key)
+            self.pieces = Pieces(start if isinstance(start, str) else "")
+            self.start: Any = None
+        else:  # tool input JSON starts empty; its events' snapshots start from the block's input
             self.pieces = Pieces()
-            self.start: Any = data.get("input", {})
-        else:  # text / thinking start from the block's own
-            self.pieces = Pieces(_str(data.get(_TEXT_KEYS.get(kind, ""))))
-            self.start = None
+            self.start = data.get("input", {}) if kind == _TOOL else None
         self.cites: Citations | None = None  # from the first citation on
         self.signature: str | None = None
         self.done: ContentBlock | None = None
@@ -128,10 +134,6 @@ class _Block:
             raise ToolInputError(
                 self.index, name if isinstance(name, str) else "?", raw.decode(errors="replace"), str(exc)
             ) from None
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 @final
@@ -220,9 +222,8 @@ class Accumulator:
             self._last = events[-1]
 
     def _bad_delta(self, event: ContentBlockDeltaEvent) -> None:
-        self._require_start("content_block_delta")
-        if self._final is not None:
-            raise self._protocol("content_block_delta", "after message_stop")
+        if self._message is None or self._final is not None:
+            raise self._misplaced("content_block_delta")
         index = event.index
         if 0 <= index < len(self._blocks):
             raise self._protocol("content_block_delta", f"for block {index} after its content_block_stop")
@@ -247,9 +248,8 @@ class Accumulator:
         elif kind is RawContentBlockStopEvent:
             append(ContentBlockStopEvent(index=event.index, content_block=self.stop_block(event.index)))
         else:
-            self._require_start(event.type)
-            if self._final is not None:
-                raise self._protocol(event.type, "after message_stop")
+            if self._message is None or self._final is not None:
+                raise self._misplaced(event.type)
             if kind is MessageDeltaEvent:
                 self._delta(event)
                 append(event)
@@ -274,9 +274,8 @@ class Accumulator:
         Raises:
             ProtocolError, LimitExceededError: As the module docstring says.
         """
-        self._require_start("content_block_start")
-        if self._final is not None:
-            raise self._protocol("content_block_start", "after message_stop")
+        if self._message is None or self._final is not None:
+            raise self._misplaced("content_block_start")
         index = event.index
         if index != len(self._blocks):
             raise self._protocol("content_block_start", f"index {index}, expected {len(self._blocks)}")
@@ -293,9 +292,8 @@ class Accumulator:
         Raises:
             ProtocolError, ToolInputError, LimitExceededError: As the module docstring says.
         """
-        self._require_start("content_block_stop")
-        if self._final is not None:
-            raise self._protocol("content_block_stop", "after message_stop")
+        if self._message is None or self._final is not None:
+            raise self._misplaced("content_block_stop")
         if not 0 <= index < len(self._blocks):
             raise self._protocol("content_block_stop", f"for unknown block index {index}")
         block = self._blocks[index]
@@ -368,9 +366,12 @@ class Accumulator:
         error.partial_message = self.snapshot()
         return error
 
-    def _require_start(self, event_type: str) -> None:
+    def _misplaced(self, event_type: str) -> ProtocolError:
+        """The error of an event that needs a started, unfinished message, and came before
+        ``message_start`` or after ``message_stop``."""
         if self._message is None:
-            raise ProtocolError(event_type, "before message_start")
+            return ProtocolError(event_type, "before message_start")
+        return self._protocol(event_type, "after message_stop")
 
     def _protocol(self, event_type: str, problem: str) -> ProtocolError:
         error = ProtocolError(event_type, problem)

@@ -100,6 +100,7 @@ _PICK: dict[str, Any] = {  # what each callback gets of a stream's events
     "on_text": lambda events: [e for e in events if isinstance(e, pipeline.TextEvent)],
     "on_tool_input": lambda events: [e for e in events if isinstance(e, pipeline.InputJsonEvent)],
     "on_thinking": lambda events: [e for e in events if isinstance(e, pipeline.ThinkingEvent)],
+    "on_citation": lambda events: [e for e in events if isinstance(e, pipeline.CitationEvent)],
     "on_content_block": lambda events: [
         e.content_block for e in events if isinstance(e, pipeline.ContentBlockStopEvent)
     ],
@@ -366,14 +367,18 @@ async def test_a_lone_isolated_callback_is_detached_and_the_stream_goes_on(drive
 
 def _failing_index(events: list[Any], on: str) -> int:
     """Where in *events* (one live stream's) a test callback raises: on the last text
-    delta, its text event, the last block start or the last block stop."""
+    delta, its text event, the last citation event, the last block start or stop."""
     if on in ("raw delta", "text event"):
         raw = [i for i, e in enumerate(events) if type(getattr(e, "delta", None)) is pipeline.events.TextDelta]
         assert len(raw) > 1 and type(events[raw[-1] + 1]) is pipeline.TextEvent
         return raw[-1] if on == "raw delta" else raw[-1] + 1
-    kind = pipeline.ContentBlockStartEvent if on == "block start" else pipeline.ContentBlockStopEvent
+    kind = {
+        "citation": pipeline.CitationEvent,
+        "block start": pipeline.ContentBlockStartEvent,
+        "block stop": pipeline.ContentBlockStopEvent,
+    }[on]
     at = [i for i, e in enumerate(events) if type(e) is kind]
-    assert len(at) > 1
+    assert at
     return at[-1]
 
 
@@ -387,14 +392,17 @@ def _failing_index(events: list[Any], on: str) -> int:
         ("on_event", "block start"),
         ("on_event", "block stop"),
         ("on_content_block", "block stop"),
+        ("on_event", "citation"),
+        ("on_citation", "citation"),
     ],
 )
 async def test_a_lone_callback_raising_on_a_live_event(callback: str, on: str, errors: str) -> None:
-    """The fused chain calls a lone callback itself for a live piece delta (on_event: the
-    raw delta, then its text event; on_text: the text event) and for a live block start
-    or stop. Raising on any of them applies the subscriber's policy as anywhere: isolated,
-    it is detached after exactly the events it saw, and the stream counts and finishes as
-    without it; propagated, the stream fails with the partial message as of that event."""
+    """The fused chain calls a lone callback itself for a live piece or citation delta
+    (on_event: the raw delta, then its text or citation event; on_text, on_citation: that
+    event) and for a live block start or stop. Raising on any of them applies the
+    subscriber's policy as anywhere: isolated, it is detached after exactly the events it
+    saw, and the stream counts and finishes as without it; propagated, the stream fails
+    with the partial message as of that event."""
     chunks = chunk_events(rich_body())
     async with pipeline.open_stream(aiter_chunks(chunks)) as stream:
         events = [event async for event in stream]
@@ -428,6 +436,9 @@ async def test_a_lone_callback_raising_on_a_live_event(callback: str, on: str, e
             assert len(partial.content) == failed.index + 1  # type: ignore[attr-defined]
         elif on == "block stop":
             assert partial.content[-1].to_dict() == failed.content_block.to_dict()  # type: ignore[attr-defined]
+        elif on == "citation":
+            block = partial.content[len(partial.content) - 1]
+            assert isinstance(block, pipeline.TextBlock) and block.citations == failed.snapshot  # type: ignore[attr-defined]
         else:  # the text delta's text event has the block's text as of that delta
             text_event = events[fail_at + 1] if on == "raw delta" else failed
             assert partial.content[-1].text == text_event.snapshot  # type: ignore[union-attr]
