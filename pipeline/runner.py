@@ -430,6 +430,10 @@ class MessageStream:
                     except Exception as exc:
                         assert call is not None
                         bus.publish_failed(call, exc, out, event)
+                    # the loop's last event would stay alive until another chunk takes
+                    # this way: a live stream's message_start, with its message, for the
+                    # whole stream (about 640 bytes per open stream)
+                    event = None
                 out.clear()
             self._source_iter = Exhausted()
         except Exception as exc:
