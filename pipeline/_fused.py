@@ -126,8 +126,8 @@ class Fused:
                 continue
             elif kind is RawMessageStopEvent:
                 blocks.clear()  # every block is closed now
-            # the accumulator's own way; a delta for a block the deriver has not seen
-            # started (one of message_start's, or none) derives nothing
+            # the accumulator's own way; a delta for a block that is not open (one of
+            # message_start's, or none: the accumulator raises) derives nothing
             acc.process_into([event], out)
         if events:
             acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
@@ -159,9 +159,8 @@ class Fused:
         subscriber's lone callback, which takes the event types *kinds*), the events of a
         chunk that is one delta of an open block (the raw delta and its text, input JSON,
         thinking or citation event), one block start or one block stop are passed to it
-        instead, those of them
-        that it takes, in order, and how many events the chunk made is returned. If the
-        callback raises, :class:`Undelivered` says on which event.
+        instead, those of them that it takes, in order, and how many events the chunk made
+        is returned. If the callback raises, :class:`Undelivered` says on which event.
         """
         # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR.
         # Written with slices, indexing and `int in bytes`: bytes.startswith, endswith and

@@ -392,8 +392,8 @@ class MessageStream:
                 if size > max_bytes:
                     await self._fail(self._too_many_bytes())
                 try:
-                    # a piece delta's events, or a block start's or stop's, go straight to
-                    # a lone callback, if that is all there is (sync_single is None otherwise)
+                    # a live delta's events, or a block start or stop, go straight to a
+                    # lone callback, if that is all there is (sync_single is None otherwise)
                     delivered = chain.process_chunk(chunk, out, bus.sync_single, bus.sync_kinds)
                     if delivered:
                         events += delivered
