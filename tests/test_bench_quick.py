@@ -48,3 +48,17 @@ def test_bench_quick_is_correct(tmp_path: Path) -> None:
     assert any(v["value"] == "ok (= sdk)" for v in verdicts)
     assert any(v["value"] == "ok (= expected)" for v in verdicts)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_instruction_counting_driver_runs() -> None:
+    """bench/instructions.py (what callgrind runs for BENCHMARKS.md's instruction counts)
+    still runs each contender it offers."""
+    script = RUN.parent / "instructions.py"
+    for contender in ("ours", "floor_decode_async"):
+        proc = subprocess.run(
+            [sys.executable, str(script), contender, "live", "text:20", "--runs", "2"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
