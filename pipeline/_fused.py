@@ -55,6 +55,12 @@ class Undelivered(Exception):  # noqa: N818 -- not an error of the chain: a carr
         self.call, self.error, self.batch, self.index = call, error, batch, index
 
 
+def _cite(block: _Block, citation: Any) -> CitationEvent:
+    """Add a citation delta's *citation* to the text *block*; return its citation event."""
+    cites = block.citations()
+    return CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation))
+
+
 @final
 class Fused:
     """The built-in ``accumulate`` and ``derive`` of one stream fused into one loop, and
@@ -109,9 +115,7 @@ class Fused:
                         else:
                             out += (event, ThinkingEvent(piece, pieces, size))
                     elif dkind is CitationsDelta and block.kind == _TEXT:
-                        citation = delta.citation
-                        cites = block.citations()
-                        out += (event, CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation)))
+                        out += (event, _cite(block, delta.citation))
                     elif dkind is SignatureDelta and block.kind == _THINKING:
                         block.signature = delta.signature
                         out += (event, SignatureEvent(signature=delta.signature))
@@ -211,9 +215,7 @@ class Fused:
                         else:
                             made = ThinkingEvent(piece, pieces, size)
                     elif dkind is CitationsDelta and block.kind == _TEXT:  # and fold()'s citation path
-                        citation = delta.citation
-                        cites = block.citations()
-                        made = CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation))
+                        made = _cite(block, delta.citation)
                     else:
                         self.fold([event], out)
                         return 0
