@@ -17,10 +17,10 @@ from typing import Any, Final, final
 
 from .accumulate import _TEXT, _THINKING, Accumulator, _Block
 from .bus import EVERY_EVENT
+from .derive import cite
 from .events import (
     GROUP,
     KNOWN_EVENT_TYPES,
-    CitationEvent,
     CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -53,12 +53,6 @@ class Undelivered(Exception):  # noqa: N818 -- not an error of the chain: a carr
     def __init__(self, call: Callable[[Any], Any], error: Exception, batch: list[Any], index: int) -> None:
         super().__init__(call, error, batch, index)
         self.call, self.error, self.batch, self.index = call, error, batch, index
-
-
-def _cite(block: _Block, citation: Any) -> CitationEvent:
-    """Add a citation delta's *citation* to the text *block*; return its citation event."""
-    cites = block.citations()
-    return CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation))
 
 
 @final
@@ -115,7 +109,7 @@ class Fused:
                         else:
                             out += (event, ThinkingEvent(piece, pieces, size))
                     elif dkind is CitationsDelta and block.kind == _TEXT:
-                        out += (event, _cite(block, delta.citation))
+                        out += (event, cite(block, delta.citation))
                     elif dkind is SignatureDelta and block.kind == _THINKING:
                         block.signature = delta.signature
                         out += (event, SignatureEvent(signature=delta.signature))
@@ -215,7 +209,7 @@ class Fused:
                         else:
                             made = ThinkingEvent(piece, pieces, size)
                     elif dkind is CitationsDelta and block.kind == _TEXT:  # and fold()'s citation path
-                        made = _cite(block, delta.citation)
+                        made = cite(block, delta.citation)
                     else:
                         self.fold([event], out)
                         return 0

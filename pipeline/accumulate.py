@@ -50,10 +50,10 @@ _OTHER, _TEXT, _TOOL, _THINKING = 0, 1, 2, 3
 _KINDS: Final = {"text": _TEXT, "tool_use": _TOOL, "server_tool_use": _TOOL, "thinking": _THINKING}
 _TEXT_KEYS: Final = {_TEXT: "text", _THINKING: "thinking"}
 # the delta that adds to a block's pieces, by block kind
-PIECE_DELTAS: Final[dict[int, type]] = {_TEXT: TextDelta, _THINKING: ThinkingDelta, _TOOL: InputJSONDelta}
+_PIECE_DELTAS: Final[dict[int, type]] = {_TEXT: TextDelta, _THINKING: ThinkingDelta, _TOOL: InputJSONDelta}
 # by block type: its kind, the delta that adds to its pieces, the key of its starting text
 _SHAPES: Final[dict[str, tuple[int, type | None, str | None]]] = {
-    name: (kind, PIECE_DELTAS[kind], _TEXT_KEYS.get(kind)) for name, kind in _KINDS.items()
+    name: (kind, _PIECE_DELTAS[kind], _TEXT_KEYS.get(kind)) for name, kind in _KINDS.items()
 }
 _NO_SHAPE: Final = (_OTHER, None, None)
 # message_delta usage fields that overwrite the snapshot's only when present (cumulative)
@@ -68,9 +68,9 @@ _USAGE_IF_SET: Final = (
 
 @final
 class _Block:
-    """One content block being accumulated (and derived from, when the two stages are
-    fused: the fused chain reads ``piece`` and ``start`` and adds to ``pieces`` and
-    ``cites`` itself, one store for both stages)."""
+    """One content block as a stage saw it start: the accumulator's, which it folds into
+    the message, or the deriver's own (which reads ``kind``, ``pieces``, ``start`` and
+    :meth:`citations`). Fused, the two stages use the accumulator's: one store for both."""
 
     __slots__ = ("index", "data", "kind", "pieces", "piece", "start", "cites", "signature", "done")
 

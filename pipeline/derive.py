@@ -18,13 +18,11 @@ from typing import Any, final
 
 from .events import (
     CitationEvent,
-    Citations,
     CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     InputJSONDelta,
     InputJsonEvent,
-    Pieces,
     SignatureDelta,
     SignatureEvent,
     TextDelta,
@@ -35,7 +33,13 @@ from .events import (
 
 __all__ = ["Deriver"]
 
-from .accumulate import _KINDS, _OTHER, _TEXT, _TEXT_KEYS, _THINKING, _TOOL, PIECE_DELTAS
+from .accumulate import _TEXT, _THINKING, _TOOL, _Block
+
+
+def cite(block: _Block, citation: Any) -> CitationEvent:
+    """Add a citation delta's *citation* to the text *block*'s store; return its event."""
+    cites = block.citations()
+    return CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation))
 
 
 @final
@@ -47,9 +51,9 @@ class Deriver:
     name = "derive"
 
     def __init__(self) -> None:
-        # index -> (block kind, pieces of its text / json / thinking, its citations, start
-        # input, the class of the deltas that add to its pieces or None)
-        self._blocks: dict[int, tuple[int, Pieces, Citations, Any, type | None]] = {}
+        # index -> the block as this stage saw it start (its own store, apart from the
+        # accumulator's: a custom stage between the two may change the events)
+        self._blocks: dict[int, _Block] = {}
 
     def process(self, event: Any) -> list[Any]:
         """Return *event* followed by the events derived from it."""
@@ -70,36 +74,28 @@ class Deriver:
                     continue
                 delta = event.delta
                 dkind = type(delta)
-                bkind, pieces, cites, start, _ = block
+                bkind, pieces = block.kind, block.pieces
                 if dkind is TextDelta:
                     if bkind == _TEXT:
                         append(TextEvent(text=delta.text, _pieces=pieces, _end=pieces.add(delta.text)))
                 elif dkind is InputJSONDelta:
                     if bkind == _TOOL:
                         end = pieces.add(delta.partial_json)
+                        start = block.start
                         append(InputJsonEvent(partial_json=delta.partial_json, _pieces=pieces, _end=end, _start=start))
                 elif dkind is ThinkingDelta:
                     if bkind == _THINKING:
                         append(ThinkingEvent(thinking=delta.thinking, _pieces=pieces, _end=pieces.add(delta.thinking)))
                 elif dkind is CitationsDelta:
                     if bkind == _TEXT:
-                        append(CitationEvent(citation=delta.citation, _citations=cites, _n=cites.add(delta.citation)))
+                        append(cite(block, delta.citation))
                 elif dkind is SignatureDelta:
                     if bkind == _THINKING:
                         append(SignatureEvent(signature=delta.signature))
             else:
                 if kind is ContentBlockStartEvent:
-                    self._start(event)
+                    self._blocks[event.index] = _Block(event.index, event.content_block)
                 append(event)
-
-    def _start(self, event: ContentBlockStartEvent) -> None:
-        data = event.content_block
-        kind = _KINDS.get(event.block_type, _OTHER)
-        key = _TEXT_KEYS.get(kind)
-        text = data.get(key) if key else None
-        pieces = Pieces(text if isinstance(text, str) else "")
-        start = data.get("input", {}) if kind == _TOOL else None
-        self._blocks[event.index] = (kind, pieces, Citations(data.get("citations")), start, PIECE_DELTAS.get(kind))
 
     def flush(self) -> list[Any]:
         """Nothing is held back; forget the blocks."""
