@@ -43,6 +43,8 @@ _LIVE_DELTA: Final = b"event: content_block_delta\ndata: "
 _DATA_AT: Final = len(_LIVE_DELTA)
 _LF: Final = 10  # b"\n"[0]: `int in bytes` is a memchr, `bytes in bytes` a general search
 _CR: Final = 13
+# stands for the last live delta in the accumulator's record, of which only the type is read
+_A_DELTA: Final = ContentBlockDeltaEvent(index=0, delta=TextDelta(text=""))
 _NAME_LINES: Final = frozenset(b"event: " + name.encode() for name in KNOWN_EVENT_TYPES)  # the API's
 
 
@@ -65,7 +67,19 @@ class Fused:
     thousands of open streams, the collector's full passes set the latency tail).
     """
 
-    __slots__ = ("_acc", "_max_tool", "_open", "_parser", "_sse")
+    __slots__ = (
+        "_acc",
+        "_hot",
+        "_hot_index",
+        "_hot_piece",
+        "_hot_pieces",
+        "_idle",
+        "_live_last",
+        "_max_tool",
+        "_open",
+        "_parser",
+        "_sse",
+    )
 
     def __init__(self, acc: Accumulator, parser: AnthropicParser | None = None) -> None:
         self._acc, self._parser = acc, parser
@@ -73,6 +87,22 @@ class Fused:
         self._open: dict[int, _Block] = {}
         self._max_tool = acc.max_tool_input  # checked per compacted group (GROUP pieces) and at the block's stop
         self._sse = parser._sse if parser is not None else None
+        # What a live delta needs, kept here so that it touches this object and its
+        # block's pieces only: with thousands of open streams, each is out of the caches
+        # when its next event comes, and every other object it reads is a cache miss
+        # (the table of open blocks, the block, the decoder, the accumulator).
+        # - the open block the last live delta went to: its index (None: none; reset
+        #   when that block stops), the block, its piece delta class and its Pieces
+        #   (typed Any: they are read only once _hot_index is set);
+        self._hot_index: int | None = None
+        self._hot: Any = None
+        self._hot_piece: Any = None
+        self._hot_pieces: Any = None
+        # - the decoder's `idle`, copied after each call that may change it;
+        self._idle = False
+        # - whether the last event was a live delta, which leaves the accumulator's
+        #   record of the last event (for IncompleteStreamError) to flush()
+        self._live_last = False
 
     def fold(self, events: list[Any], out: list[Any]) -> None:
         """Run the accumulator, then the deriver, over each of *events* (raw events)."""
@@ -124,11 +154,13 @@ class Fused:
                 continue
             elif kind is RawMessageStopEvent:
                 blocks.clear()  # every block is closed now
+                self._hot_index = None
             # the accumulator's own way; a delta for a block that is not open (one of
             # message_start's, or none: the accumulator raises) derives nothing
             acc.process_into([event], out)
         if events:
             acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
+            self._live_last = False
 
     def _start(self, event: ContentBlockStartEvent) -> ContentBlockStartEvent:
         self._open[event.index] = self._acc.start_block(event)
@@ -138,6 +170,8 @@ class Fused:
         index = event.index
         done = self._acc.stop_block(index)
         self._open.pop(index, None)  # closed (a block of message_start is not there)
+        if index == self._hot_index:
+            self._hot_index = None
         return ContentBlockStopEvent(index=index, content_block=done)
 
     def process_chunk(
@@ -164,12 +198,7 @@ class Fused:
         # Written with slices, indexing and `int in bytes`: bytes.startswith, endswith and
         # find parse their arguments the slow way, and the four of them cost about 4,600
         # instructions per chunk (callgrind), these about 1,800.
-        if (
-            chunk[:_DATA_AT] == _LIVE_DELTA
-            and chunk[-1] == _LF
-            and chunk[-2] == _LF
-            and self._sse.idle  # type: ignore[union-attr]
-        ):
+        if chunk[:_DATA_AT] == _LIVE_DELTA and chunk[-1] == _LF and chunk[-2] == _LF and self._idle:
             data = chunk[_DATA_AT:-2]
             if _LF in data or _CR in data:
                 event: Any = None
@@ -180,62 +209,65 @@ class Fused:
                     event = None
             if type(event) is ContentBlockDeltaEvent:
                 index = event.index
-                block = self._open.get(index)
-                if block is not None:
-                    delta: Any = event.delta
-                    dkind = type(delta)
-                    if dkind is block.piece:  # an open block (see fold) of that delta's kind
-                        # fold()'s piece path, inlined here too: handing the event to
-                        # fold([event], out) instead measured +8% instructions per live
-                        # delta (callgrind)
-                        pieces = block.pieces
-                        if dkind is TextDelta:
-                            piece = delta.text
-                        elif dkind is InputJSONDelta:
-                            piece = delta.partial_json
-                        else:
-                            piece = delta.thinking
-                        tail = pieces.tail
-                        tail.append(piece)
-                        size = pieces.size = pieces.size + len(piece)
-                        if len(tail) >= GROUP:
-                            pieces.compact()
-                            if size > self._max_tool and dkind is InputJSONDelta:
-                                raise self._acc.tool_input_too_large(index)
-                        if dkind is TextDelta:
-                            made: Any = TextEvent(piece, pieces, size)
-                        elif dkind is InputJSONDelta:
-                            made = InputJsonEvent(piece, pieces, size, block.start)
-                        else:
-                            made = ThinkingEvent(piece, pieces, size)
-                    elif dkind is CitationsDelta and block.kind == _TEXT:  # and fold()'s citation path
-                        made = cite(block, delta.citation)
-                    else:
+                if index != self._hot_index:  # another block than the last live delta's
+                    block = self._open.get(index)
+                    if block is None:  # not open: the accumulator's way (see fold)
                         self.fold([event], out)
                         return 0
-                    self._acc._last = event
-                    if call is None:
-                        out += (event, made)
-                        return 0
-                    # the lone callback, called here: no list to fill, empty and loop over
-                    # in the caller (-7% to -11% instructions per live event, callgrind).
-                    # The raw delta is for on_event only (EVERY_EVENT); the try blocks
-                    # cost nothing until a callback raises.
-                    if kinds is EVERY_EVENT:
-                        try:
-                            call(event)
-                        except Exception as exc:
-                            raise Undelivered(call, exc, [event, made], 0) from None
-                    elif type(made) not in kinds:
-                        return 2
+                    self._hot_index, self._hot = index, block
+                    self._hot_piece, self._hot_pieces = block.piece, block.pieces
+                delta: Any = event.delta
+                dkind = type(delta)
+                if dkind is self._hot_piece:  # an open block (see fold) of that delta's kind
+                    # fold()'s piece path, inlined here too: handing the event to
+                    # fold([event], out) instead measured +8% instructions per live
+                    # delta (callgrind)
+                    pieces = self._hot_pieces
+                    if dkind is TextDelta:
+                        piece = delta.text
+                    elif dkind is InputJSONDelta:
+                        piece = delta.partial_json
+                    else:
+                        piece = delta.thinking
+                    tail = pieces.tail
+                    tail.append(piece)
+                    size = pieces.size = pieces.size + len(piece)
+                    if len(tail) >= GROUP:
+                        pieces.compact()
+                        if size > self._max_tool and dkind is InputJSONDelta:
+                            raise self._acc.tool_input_too_large(index)
+                    if dkind is TextDelta:
+                        made: Any = TextEvent(piece, pieces, size)
+                    elif dkind is InputJSONDelta:
+                        made = InputJsonEvent(piece, pieces, size, self._hot.start)
+                    else:
+                        made = ThinkingEvent(piece, pieces, size)
+                elif dkind is CitationsDelta and self._hot.kind == _TEXT:  # and fold()'s citation path
+                    made = cite(self._hot, delta.citation)
+                else:
+                    self.fold([event], out)
+                    return 0
+                self._live_last = True
+                if call is None:
+                    out += (event, made)
+                    return 0
+                # the lone callback, called here: no list to fill, empty and loop over
+                # in the caller (-7% to -11% instructions per live event, callgrind).
+                # The raw delta is for on_event only (EVERY_EVENT); the try blocks
+                # cost nothing until a callback raises.
+                if kinds is EVERY_EVENT:
                     try:
-                        call(made)
+                        call(event)
                     except Exception as exc:
-                        raise Undelivered(call, exc, [event, made], 1) from None
+                        raise Undelivered(call, exc, [event, made], 0) from None
+                elif type(made) not in kinds:
                     return 2
-                self.fold([event], out)
-                return 0
-        elif chunk[-2:] == b"\n\n" and (self._sse.idle or self._sse.start(chunk)):  # type: ignore[union-attr]
+                try:
+                    call(made)
+                except Exception as exc:
+                    raise Undelivered(call, exc, [event, made], 1) from None
+                return 2
+        elif chunk[-2:] == b"\n\n" and (self._idle or self._start_decoder(chunk)):
             # Exactly one other event (a block start or stop, a message event...), two
             # lines and no CR: what the parser would make of it, without its framing.
             # The first chunk of a stream (message_start, usually) too, once the decoder
@@ -258,6 +290,7 @@ class Fused:
                             self.fold([event], out)
                         return 0
                     self._acc._last = event
+                    self._live_last = False
                     if call is None:
                         out.append(made)
                         return 0
@@ -273,8 +306,15 @@ class Fused:
         except Exception:
             self.fold(middle, out)  # what the chunk held before the bad event
             raise
+        finally:
+            self._idle = self._sse.idle  # type: ignore[union-attr]
         self.fold(middle, out)
         return 0
+
+    def _start_decoder(self, chunk: bytes) -> bool:
+        """The decoder's start (its byte order mark check) for a one-event *chunk*."""
+        self._idle = started = self._sse.start(chunk)  # type: ignore[union-attr]
+        return started
 
     def process_chunks(self, chunks: list[bytes], out: list[Any]) -> None:
         """:meth:`process_chunk` over a batch of chunks."""
@@ -286,8 +326,12 @@ class Fused:
         out: list[Any] = []
         if self._parser is not None:
             tail = self._parser.flush()
+            self._idle = False
             if tail:
                 self.fold(list(tail), out)
+        if self._live_last:  # the last event was a live delta, which process_chunk does not record
+            self._acc._last = _A_DELTA
         out += self._acc.flush()  # raises without message_stop (unless allowed); derives nothing
         self._open.clear()
+        self._hot_index = None
         return out

@@ -262,11 +262,14 @@ _TOOL_EVENTS = [*HELLO, end(0), block(1, TOOL), json_piece(1, '{"city": "Par'), 
                 ("ping", t.PING), DELTA]
 
 
+@pytest.mark.parametrize("chunker", ["bytes", "events"])
 @pytest.mark.parametrize("keep", [1, 3, 6, 8, 9, 10])
-async def test_stream_without_message_stop(keep: int) -> None:
-    """The partial message equals the SDK's final message; allow_incomplete gives the SDK's answer."""
+async def test_stream_without_message_stop(keep: int, chunker: str) -> None:
+    """The partial message equals the SDK's final message; allow_incomplete gives the SDK's answer.
+    In one-event chunks, the deltas take the fused chain's live path, which records the last
+    event's type differently."""
     data = body(*_TOOL_EVENTS[:keep]) + b'event: content_block_delta\ndata: {"type":"con'  # partial: dropped
-    chunks = t.chunk_bytes(data, 16)
+    chunks = t.chunk_bytes(data, 16) if chunker == "bytes" else t.chunk_events(data)
     sdk = await sdk_run(chunks)
     assert sdk.error is None
     # pings are skipped by the parser (as the SDK skips them), so they are never "last"

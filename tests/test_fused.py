@@ -155,3 +155,75 @@ def test_sse_start_checks_for_a_byte_order_mark() -> None:
     assert [f.data for f in pipeline.SSEDecoder().process(_BOM + b"data: 3\n\n")] == [b"3"]
     split = pipeline.SSEDecoder()
     assert split.process(_BOM[:1]) == [] and not split.start(b"data: 4\n\n")  # a BOM is under way
+
+
+def _delta_chunk(index: int, text: str) -> bytes:
+    data = pipeline.testing.json_text(
+        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
+    )
+    return b"event: content_block_delta\ndata: " + data.encode() + b"\n\n"
+
+
+_PARTIAL = {  # what a chunk may leave the decoder holding, before a chunk that is one whole delta
+    "data_line": b'data: {"type": "ping"}\n',  # an event's data line, not yet ended by a blank line
+    "name_line": b"event: ping\n",
+    "unended_line": b"data: ",
+    "cr": b'event: ping\r',  # the next chunk's leading LF would belong to this CR
+}
+
+
+@pytest.mark.parametrize("partial", sorted(_PARTIAL))
+def test_a_whole_delta_after_a_partial_event_is_not_read_alone(partial: str) -> None:
+    """The live path reads a one-delta chunk on its own only when the decoder holds
+    nothing: after a chunk that left part of an event, the parser reads it, as apart."""
+    chunks = chunk_events(CASES["text"].body())
+    at = next(i for i, c in enumerate(chunks) if c.startswith(b"event: content_block_start")) + 1
+    chunks = [*chunks[:at], _PARTIAL[partial], _delta_chunk(0, "X"), *chunks[at:]]
+    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
+    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
+    assert run_island(fused, chunks) == run_island(apart, chunks)
+
+
+def test_live_deltas_to_two_open_blocks() -> None:
+    """Deltas may go to any open block, in any order: the live path follows each to its
+    block (it keeps the last one's at hand), and a stopped block takes no more."""
+    chunks = chunk_events(CASES["text"].body())
+    start = next(c for c in chunks if c.startswith(b"event: content_block_start"))
+    stop = next(c for c in chunks if c.startswith(b"event: content_block_stop"))
+    last = chunks.index(stop)
+    second = start.replace(b'"index":0', b'"index":1').replace(b'"index": 0', b'"index": 1')
+    assert second != start
+    mixed = [second, _delta_chunk(1, "a"), _delta_chunk(0, "b"), _delta_chunk(1, "c"), _delta_chunk(1, "d")]
+    stop_1 = stop.replace(b'"index":0', b'"index":1').replace(b'"index": 0', b'"index": 1')
+    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
+    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
+    ok = [*chunks[:last], *mixed, stop_1, *chunks[last:]]
+    got = run_island(fused, ok)
+    assert got == run_island(apart, ok) and got[1] is None
+    texts = [e["snapshot"] for e in got[0] if e["type"] == "text"]
+    assert texts[-4:] == ["a", texts[-5] + "b", "ac", "acd"]
+    late = [*chunks[:last], *mixed, stop_1, _delta_chunk(1, "e"), *chunks[last:]]
+    got = run_island(fused, late)
+    assert got == run_island(apart, late)
+    assert got[1] is not None and "after its content_block_stop" in got[1]
+
+
+def test_one_delta_chunks_take_the_live_path() -> None:
+    """A live stream's one-delta chunks are read by the fused chain's own path (the lone
+    callback gets their events directly: process_chunk says how many), once the stream's
+    first chunk was read; chunks the parser must read give their events in *out*."""
+    island = Island([pipeline.parse(), pipeline.accumulate(), pipeline.derive()])
+    chain = island.fused
+    assert chain is not None
+    seen: list[Any] = []
+    chunks = [c for c in chunk_events(CASES["text"].body()) if not c.startswith(b"event: ping")]
+    counts = []
+    for chunk in chunks:
+        out: list[Any] = []
+        counts.append((chunk.split(b"\n", 1)[0], chain.process_chunk(chunk, out, seen.append), len(out)))
+    deltas = [(n, o) for name, n, o in counts if name == b"event: content_block_delta"]
+    assert deltas and all(d == (2, 0) for d in deltas)  # the raw delta and its text event, called
+    assert [c for c in counts if c[0] == b"event: message_start"] == [(b"event: message_start", 0, 1)]
+    # the block's start and stop too, the start being the stream's second chunk
+    assert counts[1] == (b"event: content_block_start", 1, 0)
+    assert [c for c in counts if c[0] == b"event: content_block_stop"] == [(b"event: content_block_stop", 1, 0)]
