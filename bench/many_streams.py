@@ -8,11 +8,12 @@ released at most ``_Wire.RESOLUTION`` late). Stream starts are spread evenly ove
 per-stream benchmark).
 A sync ``on_text`` subscriber (ours) or the ``async for`` loop (SDK, ``event.type == "text"``)
 records ``time.perf_counter() - scheduled`` for every text delta, the schedule coming from a
-side table (``start[k]`` + the offset of delta *j*). Each cell runs in a fresh subprocess:
+side table (``start[k]`` + the offset of delta *j*). Each run is a fresh subprocess:
 CPU is ``time.process_time()``, and RSS per stream is (``VmHWM`` after - ``VmRSS`` before) / K,
-the latency table and schedule being allocated before the baseline is read.
+the latency table and schedule being allocated before the baseline is read. A cell is run
+several times (:func:`run_many`), its figures the medians of its runs.
 
-A cell is *saturated* when cpu/wall >= 0.95 or p99 latency > 50 ms.
+A run (and a cell, by its medians) is *saturated* when cpu/wall >= 0.95 or p99 latency > 50 ms.
 
 Child usage: ``python bench/many_streams.py CONTENDER K`` (prints one JSON line).
 """
@@ -25,6 +26,7 @@ import asyncio
 import gc
 import json
 import math
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import msgspec
 
-__all__ = ["DELTAS", "RATE", "SPREAD", "run_many", "saturated"]
+__all__ = ["DELTAS", "RATE", "SPREAD", "aggregate", "paired_ratios", "run_many", "saturated"]
 
 HERE = Path(__file__).resolve().parent
 DELTAS = 200
@@ -218,44 +220,89 @@ async def _child(contender: str, k: int) -> dict[str, Any]:
 
 
 def run_many(
-    ks: list[int], contenders: list[str], *, sdk_max_k: int, parallel: bool = False, timeout: float = 900
+    ks: list[int],
+    contenders: list[str],
+    *,
+    sdk_max_k: int,
+    repeat: int = 1,
+    parallel: bool = False,
+    timeout: float = 900,
 ) -> list[dict[str, Any]]:
-    """Run every (contender, K) cell in a fresh subprocess, K ascending; one row per cell.
+    """Run every (contender, K) cell *repeat* times, each run in a fresh subprocess; one row
+    per cell, in contender then K order, with the median of its runs (:func:`aggregate`).
 
-    Sequentially, the SDK is skipped above ``sdk_max_k`` once it has saturated at a smaller K.
-    With *parallel* (``--quick``: correctness only), every cell runs at once.
+    The runs go round by round: in each, every K ascending, and at each K the contenders
+    one after the other, their order rotated each round, so that the runs of a round share
+    the machine's state (the runs of one cell moved by up to 40% in CPU per event, and
+    their p99 by 10x). The SDK runs in the first round only (it is far from saturation's
+    edge only below K = 500, and a run of it at K = 1,000 takes half a minute), and above
+    ``sdk_max_k`` not at all once it saturated at a smaller K.
+    With *parallel* (``--quick``: correctness only), every run of every cell starts at once.
     """
     from memory import run_children
 
-    rows: list[dict[str, Any]] = []
-    for contender in contenders:
-        saturated_at: int | None = None
+    rows = {
+        (c, k): {"contender": c, "k": k, "skipped": "", "correctness": "", "runs": []}
+        for c in contenders
+        for k in sorted(ks)
+    }
+    todo: list[tuple[dict[str, Any], int]] = []  # parallel: (row, round)
+    saturated_at: dict[str, int] = {}
+    for round_ in range(repeat):
         for k in sorted(ks):
-            row: dict[str, Any] = {"contender": contender, "k": k, "skipped": "", "correctness": ""}
-            rows.append(row)
-            if contender == "sdk" and k > sdk_max_k and saturated_at is not None:
-                row["skipped"] = f"skipped (saturated at K={saturated_at})"
-            elif not parallel:
-                _finish(row, *run_children([_command(contender, k)], parallel=False, timeout=timeout)[0])
-                if saturated_at is None and saturated(row):
-                    saturated_at = k
-    if parallel:
-        todo = [row for row in rows if not row["skipped"]]
-        results = run_children([_command(r["contender"], r["k"]) for r in todo], parallel=True, timeout=timeout)
-        for row, (result, error) in zip(todo, results, strict=True):
-            _finish(row, result, error)
-    return rows
+            for contender in contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]:
+                row = rows[contender, k]
+                if row["skipped"] or (contender == "sdk" and round_ > 0):
+                    continue
+                if contender == "sdk" and k > sdk_max_k and "sdk" in saturated_at:
+                    row["skipped"] = f"skipped (saturated at K={saturated_at['sdk']})"
+                elif parallel:
+                    todo.append((row, round_))
+                else:
+                    result, error = run_children([_command(contender, k)], parallel=False, timeout=timeout)[0]
+                    _add_run(row, round_, result, error)
+                    if result is not None and saturated(result):
+                        saturated_at.setdefault(contender, k)
+    if todo:
+        results = run_children([_command(r["contender"], r["k"]) for r, _ in todo], parallel=True, timeout=timeout)
+        for (row, round_), (result, error) in zip(todo, results, strict=True):
+            _add_run(row, round_, result, error)
+    return [aggregate(row) for row in rows.values()]
+
+
+_MEDIAN_FIELDS = ("wall_s", "cpu_s", "cpu_wall", "cpu_us_per_event", "p50_s", "p99_s", "max_s", "rss_per_stream_kib")
+
+
+def _add_run(row: dict[str, Any], round_: int, result: dict[str, Any] | None, error: str) -> None:
+    if result is None:
+        row["correctness"] = row["correctness"] or error
+    else:
+        row["runs"].append({**result, "round": round_})
+
+
+def aggregate(row: dict[str, Any]) -> dict[str, Any]:
+    """Fill *row* with the median of each measured figure over its runs (``runs``), and
+    its correctness: ``ok`` if every run was, else the first failure."""
+    runs = row["runs"]
+    if not runs:
+        return row
+    row["events"] = runs[0]["events"]
+    for field in _MEDIAN_FIELDS:
+        row[field] = statistics.median(r[field] for r in runs)
+    bad = next((r["correctness"] for r in runs if r["correctness"] != "ok"), None)
+    row["correctness"] = row["correctness"] or bad or "ok"
+    return row
+
+
+def paired_ratios(rows: Sequence[dict[str, Any]], k: int, field: str = "cpu_us_per_event") -> list[float]:
+    """Ours' *field* over the floor's at *k*, run by run: the two runs of the same round."""
+    by = {r["contender"]: {run["round"]: run[field] for run in r.get("runs", ())} for r in rows if r["k"] == k}
+    ours, floor = by.get("ours", {}), by.get("floor", {})
+    return [ours[n] / floor[n] for n in sorted(ours.keys() & floor.keys()) if floor[n]]
 
 
 def _command(contender: str, k: int) -> list[str]:
     return [str(HERE / "many_streams.py"), contender, str(k)]
-
-
-def _finish(row: dict[str, Any], result: dict[str, Any] | None, error: str) -> None:
-    if result is None:
-        row["correctness"] = error
-    else:
-        row.update(result)
 
 
 def main() -> None:

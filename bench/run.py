@@ -100,6 +100,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sdk-max-k", type=int, default=1000, help="skip the SDK above this K once saturated (default 1000)"
     )
+    p.add_argument(
+        "--many-repeat",
+        type=int,
+        help="runs of each many-streams cell, medians reported (default 3; quick 2; the SDK runs once)",
+    )
     p.add_argument("--markdown", type=Path, help="write the markdown report here")
     p.add_argument("--json", type=Path, help="write the raw results here")
     p.add_argument("--plot", type=Path, help="scaling plot path (default bench/scaling.png; none with --quick)")
@@ -116,6 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seconds = 0.0 if args.quick else 2.0
     args.scaling_reps = args.scaling_reps or (1 if args.quick else 5)
     args.many_k = args.many_k or ([50] if args.quick else MANY_K)
+    args.many_repeat = args.many_repeat or (2 if args.quick else 3)
     if args.plot is None and not args.quick:
         args.plot = ROOT / "bench" / "scaling.png"
     return args
@@ -285,7 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     many: list[dict[str, Any]] = []
     if "many" in args.sections:
         _log(f"many streams (K = {args.many_k})")
-        many = run_many(args.many_k, ["ours", "sdk", "floor"], sdk_max_k=args.sdk_max_k, parallel=args.quick)
+        many = run_many(
+            args.many_k,
+            ["ours", "sdk", "floor"],
+            sdk_max_k=args.sdk_max_k,
+            repeat=args.many_repeat,
+            parallel=args.quick,
+        )
     memory: list[dict[str, Any]] = []
     if "memory" in args.sections:
         _log("memory")

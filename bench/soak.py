@@ -198,8 +198,9 @@ async def soak(streams: int, concurrency: int, *, seed: int = 0, sample_every: f
     tasks_before = len(anyio.get_running_tasks())
     async with FakeServer(script, keep_requests=100) as server:
         retry = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
-        async with pipeline.MessagesClient(api_key="sk-soak", base_url=server.url, retry=retry,
-                                           max_connections=concurrency) as client:
+        async with pipeline.MessagesClient(
+            api_key="sk-soak", base_url=server.url, retry=retry, max_connections=concurrency
+        ) as client:
             worker = pipeline.Worker(client=client, concurrency=concurrency)
             async with worker, anyio.create_task_group() as tg:
                 stop = anyio.Event()

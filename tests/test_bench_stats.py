@@ -110,3 +110,60 @@ async def test_without_seconds_every_contender_gets_reps_rounds() -> None:
     cell, calls = await _measure(("ours", "floor_decode_async"), "live", reps=4, max_reps=300)
     assert calls.count("ours") == calls.count("floor_decode_async") == 1 + 4
     assert [len(s.times) for s in cell.stats.values()] == [4, 4]
+
+
+def _run(contender: str, k: int, cpu: float, p99: float, correctness: str = "ok") -> dict[str, Any]:
+    return {
+        "contender": contender, "k": k, "events": 206 * k, "wall_s": 5.0, "cpu_s": cpu * 206 * k / 1e6,
+        "cpu_wall": cpu * 206 * k / 5e6, "cpu_us_per_event": cpu, "p50_s": p99 / 4, "p99_s": p99, "max_s": p99 * 2,
+        "rss_per_stream_kib": 12.0, "correctness": correctness,
+    }  # fmt: skip
+
+
+def test_many_streams_cells_report_the_medians_of_their_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cell runs `repeat` times, round by round with the contenders' order rotated;
+    the SDK runs once; the row holds the median of each figure, the verdict says how many
+    runs met the p99 target, and ours is paired with the floor's run of the same round."""
+    import many_streams
+    import memory
+    from report import many_table
+
+    cpu = {("ours", 0): 20.0, ("ours", 1): 16.0, ("ours", 2): 18.0, ("floor", 0): 16.0, ("floor", 1): 16.0,
+           ("floor", 2): 12.0, ("sdk", 0): 150.0}  # fmt: skip
+    p99 = {("ours", 0): 0.030, ("ours", 1): 0.002, ("ours", 2): 0.003}
+    calls: list[tuple[str, int]] = []
+    rounds: dict[str, int] = {}
+
+    def fake_children(commands: list[list[str]], *, parallel: bool, timeout: float) -> list[tuple[Any, str]]:
+        out = []
+        for cmd in commands:
+            contender, k = cmd[1], int(cmd[2])
+            calls.append((contender, k))
+            n = rounds[contender] = rounds.get(contender, -1) + 1
+            out.append((_run(contender, k, cpu[contender, n], p99.get((contender, n), 0.002)), ""))
+        return out
+
+    monkeypatch.setattr(memory, "run_children", fake_children)
+    rows = many_streams.run_many([1000], ["ours", "sdk", "floor"], sdk_max_k=1000, repeat=3)
+    assert calls == [("ours", 1000), ("sdk", 1000), ("floor", 1000), ("floor", 1000), ("ours", 1000),
+                     ("floor", 1000), ("ours", 1000)]  # fmt: skip
+    ours = next(r for r in rows if r["contender"] == "ours")
+    assert len(ours["runs"]) == 3 and ours["cpu_us_per_event"] == 18.0 and ours["p99_s"] == 0.003
+    assert ours["correctness"] == "ok"
+    assert many_streams.paired_ratios(rows, 1000) == [20 / 16, 16 / 16, 18 / 12]
+    (verdict,) = [v for v in verdicts([], rows) if v[0].startswith("p99")]
+    assert verdict[1:] == ("3.000 ms (2 of 3 runs within)", True)
+    text = many_table(rows)
+    assert "ours / floor, CPU per event" in text and "K = 1,000: 1.25x (1.00-1.50)" in text
+    assert "30.0 ms, 2.000 ms, 3.000 ms" in text
+
+
+def test_a_failed_run_fails_its_many_streams_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    import many_streams
+    import memory
+
+    results = iter([(_run("ours", 50, 10.0, 0.001), ""), (None, "FAIL: child exited 1: boom"),
+                    (_run("ours", 50, 10.0, 0.001, "FAIL: 9/10 streams complete"), "")])  # fmt: skip
+    monkeypatch.setattr(memory, "run_children", lambda cmds, **_: [next(results) for _ in cmds])
+    (row,) = many_streams.run_many([50], ["ours"], sdk_max_k=1000, repeat=3)
+    assert row["correctness"] == "FAIL: child exited 1: boom" and len(row["runs"]) == 2
