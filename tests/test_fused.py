@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pipeline
 from pipeline.stage import Island
@@ -227,3 +229,22 @@ def test_one_delta_chunks_take_the_live_path() -> None:
     # the block's start and stop too, the start being the stream's second chunk
     assert counts[1] == (b"event: content_block_start", 1, 0)
     assert [c for c in counts if c[0] == b"event: content_block_stop"] == [(b"event: content_block_stop", 1, 0)]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    name=st.sampled_from(sorted(CASES)),
+    inserts=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, 120)), max_size=4),
+)
+def test_fused_equals_unfused_with_fragments_between_whole_events(
+    name: str, inserts: list[tuple[int, int, int]]
+) -> None:
+    """One-event chunks with fragments of events (the start of one, cut anywhere) put
+    between them: the fused chain must stop reading whole events on its own while the
+    decoder holds part of one, and start again once it holds nothing."""
+    chunks = chunk_events(CASES[name].body())
+    for at, which, size in inserts:
+        chunks.insert(at % (len(chunks) + 1), chunks[which % len(chunks)][:size])
+    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
+    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
+    assert run_island(fused, chunks) == run_island(apart, chunks)
