@@ -234,9 +234,9 @@ def run_many(
     The runs go round by round: in each, every K ascending, and at each K the contenders
     one after the other, their order rotated each round, so that the runs of a round share
     the machine's state (the runs of one cell moved by up to 40% in CPU per event, and
-    their p99 by 10x). The SDK runs in the first round only (it is far from saturation's
-    edge only below K = 500, and a run of it at K = 1,000 takes half a minute), and above
-    ``sdk_max_k`` not at all once it saturated at a smaller K.
+    their p99 by 10x). The SDK runs in the first round only: it saturates at a few hundred
+    streams, far from any target's edge, and one run of it at K = 1,000 takes half a
+    minute; above ``sdk_max_k`` it does not run at all once it saturated at a smaller K.
     With *parallel* (``--quick``: correctness only), every run of every cell starts at once.
     """
     from memory import run_children
