@@ -159,6 +159,14 @@ def test_sse_start_checks_for_a_byte_order_mark() -> None:
     assert split.process(_BOM[:1]) == [] and not split.start(b"data: 4\n\n")  # a BOM is under way
 
 
+def run_both(chunks: list[bytes]) -> tuple[list[dict[str, Any]], str | None]:
+    """Run *chunks* through the fused chain and the stages apart; check that they agree."""
+    fused = run_island([pipeline.parse(), pipeline.accumulate(), pipeline.derive()], chunks)
+    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
+    assert fused == run_island(apart, chunks)
+    return fused
+
+
 def _delta_chunk(index: int, text: str) -> bytes:
     data = pipeline.testing.json_text(
         {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
@@ -170,7 +178,7 @@ _PARTIAL = {  # what a chunk may leave the decoder holding, before a chunk that 
     "data_line": b'data: {"type": "ping"}\n',  # an event's data line, not yet ended by a blank line
     "name_line": b"event: ping\n",
     "unended_line": b"data: ",
-    "cr": b'event: ping\r',  # the next chunk's leading LF would belong to this CR
+    "cr": b"event: ping\r",  # the next chunk's leading LF would belong to this CR
 }
 
 
@@ -180,10 +188,7 @@ def test_a_whole_delta_after_a_partial_event_is_not_read_alone(partial: str) -> 
     nothing: after a chunk that left part of an event, the parser reads it, as apart."""
     chunks = chunk_events(CASES["text"].body())
     at = next(i for i, c in enumerate(chunks) if c.startswith(b"event: content_block_start")) + 1
-    chunks = [*chunks[:at], _PARTIAL[partial], _delta_chunk(0, "X"), *chunks[at:]]
-    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
-    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
-    assert run_island(fused, chunks) == run_island(apart, chunks)
+    run_both([*chunks[:at], _PARTIAL[partial], _delta_chunk(0, "X"), *chunks[at:]])
 
 
 def test_live_deltas_to_two_open_blocks() -> None:
@@ -197,16 +202,11 @@ def test_live_deltas_to_two_open_blocks() -> None:
     assert second != start
     mixed = [second, _delta_chunk(1, "a"), _delta_chunk(0, "b"), _delta_chunk(1, "c"), _delta_chunk(1, "d")]
     stop_1 = stop.replace(b'"index":0', b'"index":1').replace(b'"index": 0', b'"index": 1')
-    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
-    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
-    ok = [*chunks[:last], *mixed, stop_1, *chunks[last:]]
-    got = run_island(fused, ok)
-    assert got == run_island(apart, ok) and got[1] is None
+    got = run_both([*chunks[:last], *mixed, stop_1, *chunks[last:]])
+    assert got[1] is None
     texts = [e["snapshot"] for e in got[0] if e["type"] == "text"]
     assert texts[-4:] == ["a", texts[-5] + "b", "ac", "acd"]
-    late = [*chunks[:last], *mixed, stop_1, _delta_chunk(1, "e"), *chunks[last:]]
-    got = run_island(fused, late)
-    assert got == run_island(apart, late)
+    got = run_both([*chunks[:last], *mixed, stop_1, _delta_chunk(1, "e"), *chunks[last:]])
     assert got[1] is not None and "after its content_block_stop" in got[1]
 
 
@@ -225,6 +225,9 @@ def test_one_delta_chunks_take_the_live_path() -> None:
         counts.append((chunk.split(b"\n", 1)[0], chain.process_chunk(chunk, out, seen.append), len(out)))
     deltas = [(n, o) for name, n, o in counts if name == b"event: content_block_delta"]
     assert deltas and all(d == (2, 0) for d in deltas)  # the raw delta and its text event, called
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds == ["ContentBlockStartEvent", *["ContentBlockDeltaEvent", "TextEvent"] * len(deltas),
+                     "ContentBlockStopEvent"]  # fmt: skip
     assert [c for c in counts if c[0] == b"event: message_start"] == [(b"event: message_start", 0, 1)]
     # the block's start and stop too, the start being the stream's second chunk
     assert counts[1] == (b"event: content_block_start", 1, 0)
@@ -245,6 +248,4 @@ def test_fused_equals_unfused_with_fragments_between_whole_events(
     chunks = chunk_events(CASES[name].body())
     for at, which, size in inserts:
         chunks.insert(at % (len(chunks) + 1), chunks[which % len(chunks)][:size])
-    fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
-    apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
-    assert run_island(fused, chunks) == run_island(apart, chunks)
+    run_both(chunks)
