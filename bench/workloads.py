@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 import pipeline.testing as t
+from pipeline.testing.bodies import WORDS
 
 __all__ = ["BULK_CHUNK", "NAMED", "SHAPES", "Workload", "chunks", "make", "parse_names"]
 
@@ -71,7 +72,7 @@ class Workload:
 
 
 def _words(rng: random.Random, lo: int = 1, hi: int = 6) -> str:
-    return " ".join(rng.choice(t.WORDS) for _ in range(rng.randint(lo, hi)))
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
 
 
 def _thinking_builder(n_thinking: int, n_text: int, seed: int) -> t.StreamBuilder:

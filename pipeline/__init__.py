@@ -13,32 +13,8 @@ The public API is re-exported here::
 from __future__ import annotations
 
 from . import errors
-from ._plumbing import chunks_of
-from .bus import SubscriberStatistics, Subscription
-from .client import MessagesClient, RetryPolicy
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APIStreamError,
-    APITimeoutError,
-    DecodeError,
-    FramingError,
-    IdleTimeoutError,
-    IncompleteStreamError,
-    JobCancelledError,
-    LimitExceededError,
-    OverloadedError,
-    PipelineError,
-    ProtocolError,
-    RateLimitError,
-    SourceError,
-    StageError,
-    SubscriberError,
-    SubscriberOverflowError,
-    ToolInputError,
-    WorkerClosedError,
-)
-from .events import (
+from .client.messages import MessagesClient, RetryPolicy
+from .core.events import (
     CitationEvent,
     CitationsDelta,
     ContentBlockDeltaEvent,
@@ -65,10 +41,8 @@ from .events import (
     UnknownDelta,
     UnknownEvent,
 )
-from .jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
-from .limits import DEFAULT_LIMITS, Limits
-from .logs import REDACTED, SECRET_KEYS, configure_logging, redact_secrets
-from .message import (
+from .core.limits import DEFAULT_LIMITS, Limits
+from .core.message import (
     ContainerUploadBlock,
     ContentBlock,
     Message,
@@ -81,9 +55,34 @@ from .message import (
     UnknownBlock,
     Usage,
 )
-from .runner import MessageStream, Pipeline, StreamStatistics, open_stream
-from .sse import SSEDecoder, SSEFrame
-from .stage import (
+from .core.sse import SSEDecoder, SSEFrame
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStreamError,
+    APITimeoutError,
+    DecodeError,
+    FramingError,
+    IdleTimeoutError,
+    IncompleteStreamError,
+    JobCancelledError,
+    LimitExceededError,
+    OverloadedError,
+    PipelineError,
+    ProtocolError,
+    RateLimitError,
+    SourceError,
+    StageError,
+    SubscriberError,
+    SubscriberOverflowError,
+    ToolInputError,
+    WorkerClosedError,
+)
+from .logs import REDACTED, SECRET_KEYS, configure_logging, redact_secrets
+from .runtime.bus import SubscriberStatistics, Subscription
+from .runtime.sources import chunks_of
+from .runtime.stream import MessageStream, Pipeline, StreamStatistics, open_stream
+from .stages.specs import (
     Accumulate,
     AsyncStage,
     Boundary,
@@ -96,7 +95,8 @@ from .stage import (
     derive,
     parse,
 )
-from .worker import Worker
+from .worker.jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
+from .worker.worker import Worker
 
 __version__ = "0.1.0.dev0"
 

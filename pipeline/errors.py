@@ -42,7 +42,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .message import Message
+    from .core.message import Message
 
 __all__ = [
     "APIConnectionError",

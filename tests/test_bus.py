@@ -202,7 +202,7 @@ async def test_block_policy_pauses_reading_from_the_source() -> None:
 
 
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
-async def test_drop_policies_count_exactly(policy: pipeline.bus.Overflow) -> None:
+async def test_drop_policies_count_exactly(policy: pipeline.runtime.bus.Overflow) -> None:
     gated = GatedSubscriber()
     stream = pipeline.open_stream(aiter_chunks(CHUNKS))
     stream.subscribe(gated, buffer=2, overflow=policy)
@@ -369,7 +369,7 @@ def _failing_index(events: list[Any], on: str) -> int:
     """Where in *events* (one live stream's) a test callback raises: on the last text
     delta, its text event, the last citation event, the last block start or stop."""
     if on in ("raw delta", "text event"):
-        raw = [i for i, e in enumerate(events) if type(getattr(e, "delta", None)) is pipeline.events.TextDelta]
+        raw = [i for i, e in enumerate(events) if type(getattr(e, "delta", None)) is pipeline.TextDelta]
         assert len(raw) > 1 and type(events[raw[-1] + 1]) is pipeline.TextEvent
         return raw[-1] if on == "raw delta" else raw[-1] + 1
     kind = {

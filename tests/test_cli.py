@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from pipeline.cli import freeze_startup_heap
+from pipeline.cli.commands import freeze_startup_heap
 from pipeline.fake_server import FakeServer, Script
 from pipeline.testing import StreamBuilder, text_body
 

@@ -26,7 +26,8 @@ def test_plugins_use_the_public_api_only() -> None:
 
 def test_sans_io_modules_do_not_import_anyio() -> None:
     """Framing, events, decoding and folding stay sans-IO, as httpx's decoders are."""
-    for name in ("sse.py", "events.py", "message.py", "accumulate.py", "derive.py", "providers/anthropic.py"):
+    names = ("sse.py", "events.py", "message.py", "accumulate.py", "derive.py")
+    for name in (*(f"core/{n}" for n in names), "providers/anthropic.py"):
         tree = ast.parse((ROOT / "pipeline" / name).read_text())
         imported = {
             alias.name.split(".")[0]

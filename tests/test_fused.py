@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pipeline
-from pipeline.stage import Island
+from pipeline.stages.specs import Island
 from pipeline.testing import all_cases, chunk_bytes, chunk_events, chunk_random
 
 CASES = all_cases(seed=11)
@@ -99,8 +99,8 @@ def test_fused_equals_unfused_on_odd_single_event_chunks(odd: str) -> None:
 def test_default_plan_is_the_fused_island() -> None:
     """The default chain's plan, made without looking at its specs, is what planning the
     same specs makes: one island, the whole chain fused, its accumulator the plan's."""
-    from pipeline._plumbing import Plan
-    from pipeline.stage import DEFAULT_CHAIN
+    from pipeline.runtime.sources import Plan
+    from pipeline.stages.specs import DEFAULT_CHAIN
 
     quick, planned = Plan(DEFAULT_CHAIN), Plan(list(DEFAULT_CHAIN))
     for plan in (quick, planned):

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.core.sse import SSEDecoder
 from pipeline.errors import DecodeError
 from pipeline.providers.anthropic import AnthropicParser, decode_frame
-from pipeline.sse import SSEDecoder
 
 DELTA = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}'
 STOP = b'{"type":"message_stop"}'

@@ -26,9 +26,9 @@ pytest.importorskip("coredis")
 from coredis.exceptions import StreamConsumerGroupError  # noqa: E402
 
 import pipeline  # noqa: E402
-from pipeline._redis_codec import decode, encode, parse_id, wire_events  # noqa: E402
 from pipeline.fake_server import FakeServer, ReceivedRequest, Script  # noqa: E402
 from pipeline.redis_jobs import JobFinished, RedisQueue, open_queue  # noqa: E402
+from pipeline.redis_jobs.codec import decode, encode, parse_id, wire_events  # noqa: E402
 from pipeline.testing import (  # noqa: E402
     aiter_chunks,
     chunk_events,

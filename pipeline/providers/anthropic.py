@@ -17,8 +17,7 @@ from typing import Any, Final, final
 
 import msgspec
 
-from ..errors import DecodeError
-from ..events import (
+from ..core.events import (
     KNOWN_DELTA_TYPES,
     KNOWN_EVENT_TYPES,
     ContentBlockDeltaEvent,
@@ -28,7 +27,8 @@ from ..events import (
     UnknownEvent,
     WireEvent,
 )
-from ..sse import SSEDecoder, SSEFrame
+from ..core.sse import SSEDecoder, SSEFrame
+from ..errors import DecodeError
 
 __all__ = ["AnthropicParser", "decode_data", "decode_frame", "decode_pair", "error_event"]
 

@@ -28,9 +28,9 @@ import httpx
 import msgspec
 import structlog
 
-from .errors import APIConnectionError, APIError, APITimeoutError, api_error
-from .limits import Limits
-from .runner import MessageStream, open_stream
+from ..core.limits import Limits
+from ..errors import APIConnectionError, APIError, APITimeoutError, api_error
+from ..runtime.stream import MessageStream, open_stream
 
 __all__ = ["DEFAULT_BASE_URL", "MessagesClient", "RetryPolicy"]
 

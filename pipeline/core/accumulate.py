@@ -20,7 +20,7 @@ from typing import Any, Final, final
 
 import jiter
 
-from .errors import IncompleteStreamError, LimitExceededError, ProtocolError, ToolInputError, api_stream_error
+from ..errors import IncompleteStreamError, LimitExceededError, ProtocolError, ToolInputError, api_stream_error
 from .events import (
     Citations,
     CitationsDelta,

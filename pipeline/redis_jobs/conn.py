@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 try:
     import coredis

@@ -14,7 +14,7 @@ from typing import Any, Final, final
 
 import h11
 
-from .testing import (
+from ..testing.bodies import (
     StreamBuilder,
     chunk_bytes,
     citations_builder,

@@ -10,10 +10,10 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._fused import Fused
-from .accumulate import Accumulator
-from .errors import IdleTimeoutError
-from .stage import DEFAULT_CHAIN, Boundary, Island, is_async_stage, open_logic, stage_name
+from ..core.accumulate import Accumulator
+from ..errors import IdleTimeoutError
+from ..stages.fused import Fused
+from ..stages.specs import DEFAULT_CHAIN, Boundary, Island, is_async_stage, open_logic, stage_name
 
 __all__ = ["Exhausted", "IdleLimited", "Plan", "aclose_source", "call_quietly", "chunks_of", "drain"]
 

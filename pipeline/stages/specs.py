@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final, runtime_checkable
 
-from ._fused import Fused
-from .accumulate import Accumulator
-from .derive import Deriver
-from .errors import PipelineError, StageError
-from .limits import DEFAULT_LIMITS, Limits
-from .providers.anthropic import AnthropicParser
+from ..core.accumulate import Accumulator
+from ..core.derive import Deriver
+from ..core.limits import DEFAULT_LIMITS, Limits
+from ..errors import PipelineError, StageError
+from ..providers.anthropic import AnthropicParser
+from .fused import Fused
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream

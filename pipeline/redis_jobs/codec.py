@@ -24,9 +24,9 @@ from typing import Any, Final
 
 import msgspec
 
-from .errors import APIError, PipelineError
-from .events import CitationEvent, InputJsonEvent, TextEvent, ThinkingEvent
-from .jobs import JobRequest
+from ..core.events import CitationEvent, InputJsonEvent, TextEvent, ThinkingEvent
+from ..errors import APIError, PipelineError
+from ..worker.jobs import JobRequest
 
 __all__ = [
     "BEGIN", "DEFAULT_QUEUE", "FAIL", "FINISH", "HANDBACK", "SUBMIT", "Keys", "decode", "decode_request", "encode",

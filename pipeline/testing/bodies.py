@@ -1,16 +1,4 @@
-"""Deterministic generators of Anthropic Messages streaming bodies, and chunkers.
-
-Every body is in the exact wire format of the API: each server-sent event is
-``event: NAME\\ndata: {compact JSON}\\n\\n``, with ``ping`` events interleaved
-(written ``data: {"type": "ping"}``, with a space, as the API does).
-Everything is seeded (``random.Random(seed)``), so the same arguments always
-give the same bytes.
-
-Example:
-    >>> body = (StreamBuilder(seed=1).text_block(["Hel", "lo"])
-    ...         .tool_use_block({"city": "Paris"}).build(stop_reason="tool_use"))
-    >>> chunks = chunk_random(body, seed=2, max_size=16)
-"""
+"""Stream builders and the bodies made with them."""
 
 from __future__ import annotations
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any, Final, final
 
-from .accumulate import _TEXT, _THINKING, Accumulator, _Block
-from .bus import EVERY_EVENT
-from .derive import cite
-from .events import (
+from ..core.accumulate import _TEXT, _THINKING, Accumulator, _Block
+from ..core.derive import cite
+from ..core.events import (
     GROUP,
     KNOWN_EVENT_TYPES,
     CitationsDelta,
@@ -35,7 +34,8 @@ from .events import (
     TextEvent,
     ThinkingEvent,
 )
-from .providers.anthropic import BAD_DATA, AnthropicParser, decode_pair, decode_wire
+from ..providers.anthropic import BAD_DATA, AnthropicParser, decode_pair, decode_wire
+from ..runtime.bus import EVERY_EVENT
 
 __all__ = ["Fused", "Undelivered"]
 

@@ -19,7 +19,7 @@ from typing import Final, final
 
 import msgspec
 
-from .errors import LimitExceededError
+from ..errors import LimitExceededError
 
 __all__ = ["SSEDecoder", "SSEFrame"]
 

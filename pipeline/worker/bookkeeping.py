@@ -14,13 +14,13 @@ from typing import Final, final
 
 import anyio
 
-from .bus import Subscription
-from .client import MessagesClient
-from .errors import APIConnectionError, APIError, IncompleteStreamError, JobCancelledError, PipelineError, SourceError
-from .events import TextEvent, ThinkingEvent
+from ..client.messages import MessagesClient
+from ..core.events import TextEvent, ThinkingEvent
+from ..core.message import Message
+from ..errors import APIConnectionError, APIError, IncompleteStreamError, JobCancelledError, PipelineError, SourceError
+from ..runtime.bus import Subscription
+from ..runtime.stream import MessageStream, Pipeline
 from .jobs import Job, JobRequest, JobResult, JobSource, WorkerStatistics
-from .message import Message
-from .runner import MessageStream, Pipeline
 
 __all__ = ["Collector", "Counters", "Entry", "Results", "Signal", "open_request", "transient"]
 

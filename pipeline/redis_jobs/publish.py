@@ -18,8 +18,8 @@ import coredis
 import coredis.exceptions
 import structlog
 
-from ._redis_codec import parse_id, wire_events
-from ._redis_conn import Redis, retrying
+from .codec import parse_id, wire_events
+from .conn import Redis, retrying
 
 __all__ = ["Publisher"]
 

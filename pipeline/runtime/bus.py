@@ -40,8 +40,7 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup
 
-from .errors import SubscriberError, SubscriberOverflowError
-from .events import (
+from ..core.events import (
     CitationEvent,
     ContentBlockStopEvent,
     DerivedEvent,
@@ -51,6 +50,7 @@ from .events import (
     TextEvent,
     ThinkingEvent,
 )
+from ..errors import SubscriberError, SubscriberOverflowError
 
 __all__ = ["CALLBACKS", "EventBus", "Overflow", "OnFailure", "SubscriberStatistics", "Subscription"]
 

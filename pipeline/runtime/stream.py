@@ -36,14 +36,14 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._fused import Undelivered
-from ._plumbing import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
+from ..core.events import DerivedEvent, TextEvent
+from ..core.limits import DEFAULT_LIMITS, Limits
+from ..core.message import Message, TextBlock
+from ..errors import LimitExceededError, PipelineError, SourceError, StageError
+from ..stages.fused import Undelivered
+from ..stages.specs import ChunkByChunk, Island, resolve, wrap_error
 from .bus import EVERY_EVENT, EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
-from .errors import LimitExceededError, PipelineError, SourceError, StageError
-from .events import DerivedEvent, TextEvent
-from .limits import DEFAULT_LIMITS, Limits
-from .message import Message, TextBlock
-from .stage import ChunkByChunk, Island, resolve, wrap_error
+from .sources import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
 

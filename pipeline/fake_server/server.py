@@ -1,17 +1,4 @@
-"""An embedded fake Messages API server: real loopback sockets, HTTP/1.1, chunked SSE bodies.
-
-For the demo, the tests and the benchmarks: no API key, no network. It speaks enough of
-``POST /v1/messages`` (streaming only) to exercise a real client end to end::
-
-    async with FakeServer([Script(status=529, retry_after=0), Script()]) as srv:
-        ...  # POST srv.url + "/v1/messages": first a 529, then a generated stream
-
-Each request is validated like the real API (path, method, key, ``anthropic-version``, body
-fields); only valid requests consume a :class:`Script`. A script answers with an error, or
-streams a body (given, or generated from the prompt) one SSE event per HTTP chunk, optionally
-paced, re-chunked, dripped, cut abruptly or ended by an ``event: error``. While a body streams,
-the server watches the socket, so a client that goes away is noticed at once and counted.
-"""
+"""``FakeServer``: the loopback listener, its connections, and the scripts' playback."""
 
 from __future__ import annotations
 
@@ -28,7 +15,7 @@ import anyio
 import h11
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
-from ._fake_protocol import (
+from .protocol import (
     _ERROR_MESSAGES,
     _ERROR_TYPES,
     ERROR_EVENT,

@@ -28,16 +28,16 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._redis_codec import BEGIN, DEFAULT_QUEUE, FAIL, FINISH, HANDBACK, Keys, decode, decode_request, error_info
-from ._redis_conn import Redis, connect, retrying, safe_url
-from ._redis_publish import Publisher
-from ._redis_state import Flight, RedisWorkerStatistics, flight_of
-from ._worker_parts import Signal, transient
-from .client import MessagesClient, RetryPolicy
-from .errors import JobCancelledError
-from .jobs import JobResult
-from .runner import Pipeline
-from .worker import Worker
+from ..client.messages import MessagesClient, RetryPolicy
+from ..errors import JobCancelledError
+from ..runtime.stream import Pipeline
+from ..worker.bookkeeping import Signal, transient
+from ..worker.jobs import JobResult
+from ..worker.worker import Worker
+from .codec import BEGIN, DEFAULT_QUEUE, FAIL, FINISH, HANDBACK, Keys, decode, decode_request, error_info
+from .conn import Redis, connect, retrying, safe_url
+from .flight import Flight, RedisWorkerStatistics, flight_of
+from .publish import Publisher
 
 try:
     import coredis.exceptions

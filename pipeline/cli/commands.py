@@ -26,11 +26,11 @@ from typing import Any, NoReturn
 
 import anyio
 
-from . import __version__
-from .client import MessagesClient, RetryPolicy
-from .errors import PipelineError
-from .logs import configure_logging
-from .runner import open_stream
+from .. import __version__
+from ..client.messages import MessagesClient, RetryPolicy
+from ..errors import PipelineError
+from ..logs import configure_logging
+from ..runtime.stream import open_stream
 
 __all__ = ["main"]
 
@@ -190,8 +190,8 @@ async def run(args: argparse.Namespace) -> None:
 
 async def serve_fake(args: argparse.Namespace) -> None:
     """Run the fake server until interrupted."""
-    from . import testing  # noqa: PLC0415
-    from .fake_server import FakeServer, Script  # noqa: PLC0415
+    from .. import testing  # noqa: PLC0415
+    from ..fake_server.server import FakeServer, Script  # noqa: PLC0415
 
     scripts = None
     if args.script or args.rate:
@@ -238,7 +238,7 @@ async def demo(args: argparse.Namespace) -> None:
 
 def _redis_jobs() -> ModuleType:
     try:
-        from . import redis_jobs  # noqa: PLC0415
+        from .. import redis_jobs  # noqa: PLC0415
     except ImportError as exc:
         raise CLIError(f"{exc} (see docs/DEPLOYMENT.md)") from None
     return redis_jobs
@@ -287,7 +287,7 @@ async def _on_signals(signals: AsyncIterator[int], fleet_worker: Any, scope: any
 async def submit(args: argparse.Namespace) -> None:
     """Queue one request and print its job id."""
     redis_jobs = _redis_jobs()
-    from .jobs import JobRequest  # noqa: PLC0415
+    from ..worker.jobs import JobRequest  # noqa: PLC0415
 
     params = {"system": args.system} if args.system else {}
     job = JobRequest(id=args.id or uuid.uuid4().hex, model=args.model, max_tokens=args.max_tokens,

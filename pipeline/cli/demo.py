@@ -17,9 +17,9 @@ import httpx
 from plugins.console import ConsolePrinter
 from plugins.metrics import StreamMetrics, summarize
 
-from .client import MessagesClient, RetryPolicy
-from .errors import PipelineError
-from .fake_server import FakeServer, ReceivedRequest, Script
+from ..client.messages import MessagesClient, RetryPolicy
+from ..errors import PipelineError
+from ..fake_server.server import FakeServer, ReceivedRequest, Script
 
 __all__ = ["run_demo"]
 

@@ -12,8 +12,8 @@ from typing import Any, final
 
 import msgspec
 
-from .logs import redact_secrets
-from .message import Message
+from ..core.message import Message
+from ..logs import redact_secrets
 
 __all__ = ["Job", "JobRequest", "JobResult", "JobSource", "ShutdownReport", "WorkerStatistics"]
 
