@@ -13,7 +13,7 @@ import jiter
 import pytest
 
 import pipeline
-from pipeline.core.events import GROUP
+from pipeline.core.pieces import GROUP
 from pipeline.fake_server import FakeServer, Script
 from pipeline.testing import (
     StreamBuilder,

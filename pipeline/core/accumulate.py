@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Final, final
 
-import jiter
-
 from ..errors import IncompleteStreamError, LimitExceededError, ProtocolError, ToolInputError, api_stream_error
+from .blocks import TEXT, THINKING, TOOL, Block
 from .events import (
-    Citations,
     CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -32,7 +30,6 @@ from .events import (
     MessageDeltaEvent,
     MessageStartEvent,
     MessageStopEvent,
-    Pieces,
     PingEvent,
     RawContentBlockStopEvent,
     RawMessageStopEvent,
@@ -42,20 +39,10 @@ from .events import (
     UnknownEvent,
 )
 from .limits import DEFAULT_LIMITS, Limits
-from .message import ContentBlock, Message, TextBlock, ThinkingBlock, block_from_dict, copy_json
+from .message import ContentBlock, Message, copy_json
 
 __all__ = ["Accumulator"]
 
-_OTHER, _TEXT, _TOOL, _THINKING = 0, 1, 2, 3
-_KINDS: Final = {"text": _TEXT, "tool_use": _TOOL, "server_tool_use": _TOOL, "thinking": _THINKING}
-_TEXT_KEYS: Final = {_TEXT: "text", _THINKING: "thinking"}
-# the delta that adds to a block's pieces, by block kind
-_PIECE_DELTAS: Final[dict[int, type]] = {_TEXT: TextDelta, _THINKING: ThinkingDelta, _TOOL: InputJSONDelta}
-# by block type: its kind, the delta that adds to its pieces, the key of its starting text
-_SHAPES: Final[dict[str, tuple[int, type | None, str | None]]] = {
-    name: (kind, _PIECE_DELTAS[kind], _TEXT_KEYS.get(kind)) for name, kind in _KINDS.items()
-}
-_NO_SHAPE: Final = (_OTHER, None, None)
 # message_delta usage fields that overwrite the snapshot's only when present (cumulative)
 _USAGE_IF_SET: Final = (
     "input_tokens",
@@ -64,76 +51,6 @@ _USAGE_IF_SET: Final = (
     "server_tool_use",
     "output_tokens_details",
 )
-
-
-@final
-class _Block:
-    """One content block as a stage saw it start: the accumulator's, which it folds into
-    the message, or the deriver's own (which reads ``kind``, ``pieces``, ``start`` and
-    :meth:`citations`). Fused, the two stages use the accumulator's: one store for both."""
-
-    __slots__ = ("index", "data", "kind", "pieces", "piece", "start", "cites", "signature", "done")
-
-    def __init__(self, index: int, data: dict[str, Any]) -> None:
-        self.index = index
-        self.data = data
-        kind = data.get("type")
-        kind, self.piece, key = _SHAPES.get(kind, _NO_SHAPE) if isinstance(kind, str) else _NO_SHAPE
-        self.kind = kind
-        if key is not None:  # text / thinking start from the block's own
-            start = data.get(key)
-            self.pieces = Pieces(start if isinstance(start, str) else "")
-            self.start: Any = None
-        else:  # tool input JSON starts empty; its events' snapshots start from the block's input
-            self.pieces = Pieces()
-            self.start = data.get("input", {}) if kind == _TOOL else None
-        self.cites: Citations | None = None  # from the first citation on
-        self.signature: str | None = None
-        self.done: ContentBlock | None = None
-
-    def citations(self) -> Citations:
-        """The store of the block's citations (made when the first one arrives)."""
-        cites = self.cites
-        if cites is None:
-            cites = self.cites = Citations(self.data.get("citations"))
-        return cites
-
-    def build(self, *, partial: bool) -> ContentBlock:
-        """Return the block with its deltas applied (*partial*: tolerate unfinished JSON)."""
-        data = dict(self.data)
-        kind = self.kind
-        pieces = self.pieces
-        if kind == _TEXT:
-            if pieces.size != pieces.start_size:
-                data["text"] = pieces.whole()
-            cites = self.cites
-            if cites is not None:  # to_dict() copies
-                data["citations"] = [*cites.start, *cites.items]
-            return TextBlock(data)
-        if kind == _TOOL:
-            raw = pieces.whole_bytes()
-            if raw:
-                data["input"] = self._parse(raw, partial=partial)
-        elif kind == _THINKING:
-            if pieces.size != pieces.start_size:
-                data["thinking"] = pieces.whole()
-            if self.signature is not None:
-                data["signature"] = self.signature
-            return ThinkingBlock(data)
-        return block_from_dict(data)
-
-    def _parse(self, raw: bytes, *, partial: bool) -> Any:
-        try:
-            # jiter's string cache is process-wide (16,384 entries): keys repeat across
-            # tool calls, one-off values would only push them out and hold memory
-            return jiter.from_json(raw, partial_mode=partial, cache_mode="keys")
-        except ValueError as exc:
-            if partial:
-                return self.data.get("input")
-            name = self.data.get("name")
-            raise ToolInputError(
-                self.index, name if isinstance(name, str) else "?", raw.decode(errors="replace"), str(exc)
-            ) from None
 
 
 @final
@@ -147,7 +64,7 @@ class Accumulator:
         limits: Its ``max_blocks`` and ``max_tool_input_chars`` apply here.
     """
 
-    __slots__ = ("_allow_incomplete", "_message", "_blocks", "_final", "_last", "max_blocks", "max_tool_input")
+    __slots__ = ("_allow_incomplete", "_message", "_blocks", "_final", "last", "max_blocks", "max_tool_input")
 
     name = "accumulate"
 
@@ -156,9 +73,11 @@ class Accumulator:
         self.max_blocks = limits.max_blocks
         self.max_tool_input = limits.max_tool_input_chars
         self._message: dict[str, Any] | None = None
-        self._blocks: list[_Block] = []
+        self._blocks: list[Block] = []
         self._final: Message | None = None
-        self._last: Any = None  # the last event folded, for error messages
+        # the last raw event folded, named by IncompleteStreamError; a chain that folds an
+        # event without process_into (the fused one) records it here itself
+        self.last: Any = None
 
     @property
     def final_message(self) -> Message | None:
@@ -199,19 +118,19 @@ class Accumulator:
                     delta = event.delta
                     dkind = type(delta)
                     if dkind is TextDelta:
-                        if block.kind == _TEXT:
+                        if block.kind == TEXT:
                             block.pieces.add(delta.text)
                     elif dkind is InputJSONDelta:
-                        if block.kind == _TOOL and block.pieces.add(delta.partial_json) > self.max_tool_input:
+                        if block.kind == TOOL and block.pieces.add(delta.partial_json) > self.max_tool_input:
                             raise self.tool_input_too_large(index)
                     elif dkind is ThinkingDelta:
-                        if block.kind == _THINKING:
+                        if block.kind == THINKING:
                             block.pieces.add(delta.thinking)
                     elif dkind is CitationsDelta:
-                        if block.kind == _TEXT:
+                        if block.kind == TEXT:
                             block.citations().add(delta.citation)
                     elif dkind is SignatureDelta:
-                        if block.kind == _THINKING:
+                        if block.kind == THINKING:
                             block.signature = delta.signature
                     append(event)
                 else:
@@ -219,7 +138,7 @@ class Accumulator:
             else:
                 self._other(event, append)
         if events:
-            self._last = events[-1]
+            self.last = events[-1]
 
     def _bad_delta(self, event: ContentBlockDeltaEvent) -> None:
         if self._message is None or self._final is not None:
@@ -263,11 +182,11 @@ class Accumulator:
         content = message.pop("content", None)
         self._message = message
         if isinstance(content, list):  # the API sends [], but a prefilled start may not
-            self._blocks.extend(_Block(i, b) for i, b in enumerate(content) if isinstance(b, dict))
+            self._blocks.extend(Block(i, b) for i, b in enumerate(content) if isinstance(b, dict))
             if len(self._blocks) > self.max_blocks:
                 raise self._too_many_blocks()
 
-    def start_block(self, event: ContentBlockStartEvent) -> _Block:
+    def start_block(self, event: ContentBlockStartEvent) -> Block:
         """Open the block of a ``content_block_start`` (the next index of a started,
         unfinished message) and return it.
 
@@ -282,7 +201,7 @@ class Accumulator:
         if index >= self.max_blocks:
             raise self._too_many_blocks()
         # never mutated in place (build() works on a copy; to_dict() copies deep)
-        block = _Block(index, event.content_block)
+        block = Block(index, event.content_block)
         self._blocks.append(block)
         return block
 
@@ -299,7 +218,7 @@ class Accumulator:
         block = self._blocks[index]
         if block.done is not None:
             raise self._protocol("content_block_stop", f"for block {index} that already stopped")
-        if block.kind == _TOOL and block.pieces.size > self.max_tool_input:
+        if block.kind == TOOL and block.pieces.size > self.max_tool_input:
             raise self.tool_input_too_large(index)
         try:
             block.done = block.build(partial=False)
@@ -348,7 +267,7 @@ class Accumulator:
             if self._allow_incomplete and self._message is not None:
                 self._final = self.snapshot()
             else:
-                last = self._last
+                last = self.last
                 raise IncompleteStreamError(self.snapshot(), None if last is None else last.type)
         return []
 

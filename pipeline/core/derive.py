@@ -5,19 +5,19 @@ After every ``content_block_delta`` we add the event the SDK adds: ``text``,
 the block's type, as the SDK does. Everything else passes through (the parser already
 skipped the frames named ``ping``, as the SDK does).
 
-Each derived event holds a reference to its block's :class:`~pipeline.events.Pieces` and
+Each derived event holds a reference to its block's :class:`~pipeline.core.pieces.Pieces` and
 the size of the text after its delta, so its ``snapshot`` is computed only if someone reads
 it. On its own, the deriver keeps its own store, consistent with the events it saw even when
 a custom stage sits before it; fused with the accumulator (the default), the fused chain
-derives from the accumulator's blocks instead, one store for both (``pipeline/_fused.py``).
+derives from the accumulator's blocks instead, one store for both (``pipeline/stages/fused.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any, final
 
+from .blocks import TEXT, THINKING, TOOL, Block, cite
 from .events import (
-    CitationEvent,
     CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -33,14 +33,6 @@ from .events import (
 
 __all__ = ["Deriver"]
 
-from .accumulate import _TEXT, _THINKING, _TOOL, _Block
-
-
-def cite(block: _Block, citation: Any) -> CitationEvent:
-    """Add a citation delta's *citation* to the text *block*'s store; return its event."""
-    cites = block.citations()
-    return CitationEvent(citation=citation, _citations=cites, _n=cites.add(citation))
-
 
 @final
 class Deriver:
@@ -53,7 +45,7 @@ class Deriver:
     def __init__(self) -> None:
         # index -> the block as this stage saw it start (its own store, apart from the
         # accumulator's: a custom stage between the two may change the events)
-        self._blocks: dict[int, _Block] = {}
+        self._blocks: dict[int, Block] = {}
 
     def process(self, event: Any) -> list[Any]:
         """Return *event* followed by the events derived from it."""
@@ -76,25 +68,25 @@ class Deriver:
                 dkind = type(delta)
                 bkind, pieces = block.kind, block.pieces
                 if dkind is TextDelta:
-                    if bkind == _TEXT:
+                    if bkind == TEXT:
                         append(TextEvent(text=delta.text, _pieces=pieces, _end=pieces.add(delta.text)))
                 elif dkind is InputJSONDelta:
-                    if bkind == _TOOL:
+                    if bkind == TOOL:
                         end = pieces.add(delta.partial_json)
                         start = block.start
                         append(InputJsonEvent(partial_json=delta.partial_json, _pieces=pieces, _end=end, _start=start))
                 elif dkind is ThinkingDelta:
-                    if bkind == _THINKING:
+                    if bkind == THINKING:
                         append(ThinkingEvent(thinking=delta.thinking, _pieces=pieces, _end=pieces.add(delta.thinking)))
                 elif dkind is CitationsDelta:
-                    if bkind == _TEXT:
+                    if bkind == TEXT:
                         append(cite(block, delta.citation))
                 elif dkind is SignatureDelta:
-                    if bkind == _THINKING:
+                    if bkind == THINKING:
                         append(SignatureEvent(signature=delta.signature))
             else:
                 if kind is ContentBlockStartEvent:
-                    self._blocks[event.index] = _Block(event.index, event.content_block)
+                    self._blocks[event.index] = Block(event.index, event.content_block)
                 append(event)
 
     def flush(self) -> list[Any]:

@@ -128,13 +128,13 @@ def error_event(data: bytes) -> ErrorEvent:
 class AnthropicParser:
     """The ``parse`` stage's logic: byte chunks in, raw events out."""
 
-    __slots__ = ("_sse",)
+    __slots__ = ("sse",)
 
     name = "parse"
 
     def __init__(self, *, max_event_bytes: int = 64 * 1024 * 1024) -> None:
         # named events without data are dispatched, so that a bare `event: error` fails
-        self._sse = SSEDecoder(dispatch_named_empty=True, max_event_bytes=max_event_bytes)
+        self.sse = SSEDecoder(dispatch_named_empty=True, max_event_bytes=max_event_bytes)
 
     def process(self, chunk: bytes) -> list[RawEvent]:
         """Frame and decode *chunk*; return the raw events it completes."""
@@ -147,7 +147,7 @@ class AnthropicParser:
 
         Events decoded before a failure are already in *out* when the error is raised.
         """
-        sse = self._sse
+        sse = self.sse
         append = out.append
         for chunk in chunks:
             texts = sse.split_events(chunk)
@@ -184,5 +184,5 @@ class AnthropicParser:
 
     def flush(self) -> list[RawEvent]:
         """End of input: a partial event is dropped, as the SSE standard says."""
-        self._sse.flush()
+        self.sse.flush()
         return []

@@ -41,6 +41,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from ..core.events import (
+    DERIVED_TYPES,
     CitationEvent,
     ContentBlockStopEvent,
     DerivedEvent,
@@ -72,9 +73,11 @@ CALLBACKS: Final[dict[str, tuple[tuple[type, ...], Callable[[Callable[..., Any]]
     "on_event": (_ALL, None),
 }
 _LIFECYCLE: Final = ("on_error", "on_end")
-_TAKES: Final = {name: frozenset(types) for name, (types, _) in CALLBACKS.items()}  # shared by every stream
-EVERY_EVENT: Final = _TAKES["on_event"]
-"""``sync_kinds`` of a bus whose only sync callback takes every event (``on_event``)."""
+# the event types of each callback, shared by every stream; on_event's is DERIVED_TYPES
+# itself, which the fused chain recognises by identity
+_TAKES: Final = {
+    name: DERIVED_TYPES if name == "on_event" else frozenset(types) for name, (types, _) in CALLBACKS.items()
+}
 
 
 class SubscriberStatistics(msgspec.Struct, frozen=True):

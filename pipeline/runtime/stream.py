@@ -36,13 +36,13 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..core.events import DerivedEvent, TextEvent
+from ..core.events import DERIVED_TYPES, DerivedEvent, TextEvent
 from ..core.limits import DEFAULT_LIMITS, Limits
 from ..core.message import Message, TextBlock
 from ..errors import LimitExceededError, PipelineError, SourceError, StageError
 from ..stages.fused import Undelivered
 from ..stages.specs import ChunkByChunk, Island, resolve, wrap_error
-from .bus import EVERY_EVENT, EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
+from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 from .sources import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
@@ -376,7 +376,7 @@ class MessageStream:
         island = self._plan.last
         chain = island.fused or ChunkByChunk(island)
         # the built-in chain makes derived events only: an on_event callback takes them all
-        every = EVERY_EVENT if island.fused is not None else None
+        every = DERIVED_TYPES if island.fused is not None else None
         source, bus = self._source_iter, self._bus
         max_bytes = self._max_bytes - self._bytes
         chunks = size = events = 0

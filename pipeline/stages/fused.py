@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any, Final, final
 
-from ..core.accumulate import _TEXT, _THINKING, Accumulator, _Block
-from ..core.derive import cite
+from ..core.accumulate import Accumulator
+from ..core.blocks import TEXT, THINKING, Block, cite
 from ..core.events import (
-    GROUP,
+    DERIVED_TYPES,
     KNOWN_EVENT_TYPES,
     CitationsDelta,
     ContentBlockDeltaEvent,
@@ -34,8 +34,8 @@ from ..core.events import (
     TextEvent,
     ThinkingEvent,
 )
+from ..core.pieces import GROUP
 from ..providers.anthropic import BAD_DATA, AnthropicParser, decode_pair, decode_wire
-from ..runtime.bus import EVERY_EVENT
 
 __all__ = ["Fused", "Undelivered"]
 
@@ -84,9 +84,9 @@ class Fused:
     def __init__(self, acc: Accumulator, parser: AnthropicParser | None = None) -> None:
         self._acc, self._parser = acc, parser
         # the accumulator's blocks that content_block_start opened and no stop closed yet
-        self._open: dict[int, _Block] = {}
+        self._open: dict[int, Block] = {}
         self._max_tool = acc.max_tool_input  # checked per compacted group (GROUP pieces) and at the block's stop
-        self._sse = parser._sse if parser is not None else None
+        self._sse = parser.sse if parser is not None else None
         # What a live delta needs, kept here so that it touches this object and its
         # block's pieces only: with thousands of open streams, each is out of the caches
         # when its next event comes, and every other object it reads is a cache miss
@@ -138,9 +138,9 @@ class Fused:
                             out += (event, InputJsonEvent(piece, pieces, size, block.start))
                         else:
                             out += (event, ThinkingEvent(piece, pieces, size))
-                    elif dkind is CitationsDelta and block.kind == _TEXT:
+                    elif dkind is CitationsDelta and block.kind == TEXT:
                         out += (event, cite(block, delta.citation))
-                    elif dkind is SignatureDelta and block.kind == _THINKING:
+                    elif dkind is SignatureDelta and block.kind == THINKING:
                         block.signature = delta.signature
                         out += (event, SignatureEvent(signature=delta.signature))
                     else:  # a delta of another kind: nothing to fold, nothing derived
@@ -159,7 +159,7 @@ class Fused:
             # message_start's, or none: the accumulator raises) derives nothing
             acc.process_into([event], out)
         if events:
-            acc._last = events[-1]  # what acc.process_into records, for IncompleteStreamError
+            acc.last = events[-1]  # what acc.process_into records, for IncompleteStreamError
             self._live_last = False
 
     def _start(self, event: ContentBlockStartEvent) -> ContentBlockStartEvent:
@@ -179,7 +179,7 @@ class Fused:
         chunk: bytes,
         out: list[Any],
         call: Callable[[Any], Any] | None = None,
-        kinds: Container[type] = EVERY_EVENT,
+        kinds: Container[type] = DERIVED_TYPES,
     ) -> int:
         """Run parse, accumulate and derive over one byte chunk (needs the parser).
 
@@ -242,7 +242,7 @@ class Fused:
                         made = InputJsonEvent(piece, pieces, size, self._hot.start)
                     else:
                         made = ThinkingEvent(piece, pieces, size)
-                elif dkind is CitationsDelta and self._hot.kind == _TEXT:  # and fold()'s citation path
+                elif dkind is CitationsDelta and self._hot.kind == TEXT:  # and fold()'s citation path
                     made = cite(self._hot, delta.citation)
                 else:
                     self.fold([event], out)
@@ -253,9 +253,9 @@ class Fused:
                     return 0
                 # the lone callback, called here: no list to fill, empty and loop over
                 # in the caller (-7% to -11% instructions per live event, callgrind).
-                # The raw delta is for on_event only (EVERY_EVENT); the try blocks
+                # The raw delta is for on_event only (DERIVED_TYPES); the try blocks
                 # cost nothing until a callback raises.
-                if kinds is EVERY_EVENT:
+                if kinds is DERIVED_TYPES:
                     try:
                         call(event)
                     except Exception as exc:
@@ -289,12 +289,12 @@ class Fused:
                         if event is not None:
                             self.fold([event], out)
                         return 0
-                    self._acc._last = event
+                    self._acc.last = event
                     self._live_last = False
                     if call is None:
                         out.append(made)
                         return 0
-                    if kinds is EVERY_EVENT or type(made) in kinds:
+                    if kinds is DERIVED_TYPES or type(made) in kinds:
                         try:
                             call(made)
                         except Exception as exc:
@@ -330,7 +330,7 @@ class Fused:
             if tail:
                 self.fold(list(tail), out)
         if self._live_last:  # the last event was a live delta, which process_chunk does not record
-            self._acc._last = _A_DELTA
+            self._acc.last = _A_DELTA
         out += self._acc.flush()  # raises without message_stop (unless allowed); derives nothing
         self._open.clear()
         self._hot_index = None
