@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pipeline
-from pipeline.stages.specs import Island
+from pipeline.stages.plan import island_of
 from pipeline.testing import all_cases, chunk_bytes, chunk_events, chunk_random
 
 CASES = all_cases(seed=11)
 
 
 def run_island(stages: list[Any], chunks: list[bytes]) -> tuple[list[dict[str, Any]], str | None]:
-    island = Island(stages)
+    island = island_of(stages)
     events: list[dict[str, Any]] = []
     error = None
     for chunk in [*chunks, None]:
@@ -42,8 +42,8 @@ def test_fused_equals_unfused(name: str, chunker: str) -> None:
     ](body)
     fused = [pipeline.parse(), pipeline.accumulate(), pipeline.derive()]
     apart = [pipeline.parse(), pipeline.accumulate(), pipeline.Map(identity), pipeline.derive()]
-    assert Island(fused).names == ("parse+accumulate+derive",)
-    assert Island(apart).names == ("parse", "accumulate", "identity", "derive")
+    assert island_of(fused).names == ("parse+accumulate+derive",)
+    assert island_of(apart).names == ("parse", "accumulate", "identity", "derive")
     assert run_island(fused, chunks) == run_island(apart, chunks)
 
 
@@ -99,7 +99,7 @@ def test_fused_equals_unfused_on_odd_single_event_chunks(odd: str) -> None:
 def test_default_plan_is_the_fused_island() -> None:
     """The default chain's plan, made without looking at its specs, is what planning the
     same specs makes: one island, the whole chain fused, its accumulator the plan's."""
-    from pipeline.runtime.sources import Plan
+    from pipeline.stages.plan import Plan
     from pipeline.stages.specs import DEFAULT_CHAIN
 
     quick, planned = Plan(DEFAULT_CHAIN), Plan(list(DEFAULT_CHAIN))
@@ -214,7 +214,7 @@ def test_one_delta_chunks_take_the_live_path() -> None:
     """A live stream's one-delta chunks are read by the fused chain's own path (the lone
     callback gets their events directly: process_chunk says how many), once the stream's
     first chunk was read; chunks the parser must read give their events in *out*."""
-    island = Island([pipeline.parse(), pipeline.accumulate(), pipeline.derive()])
+    island = island_of([pipeline.parse(), pipeline.accumulate(), pipeline.derive()])
     chain = island.fused
     assert chain is not None
     seen: list[Any] = []

@@ -1,21 +1,21 @@
-"""Plumbing of the runner: the plan of islands, and small helpers for sources and channels."""
+"""Byte sources of a stream: what ``open_stream`` reads (``chunks_of``), the idle timeout, and closing.
+
+Also the runner's small helpers for channels (``drain``) and lifecycle callbacks.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, final
 
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ..core.accumulate import Accumulator
 from ..errors import IdleTimeoutError
-from ..stages.fused import Fused
-from ..stages.specs import DEFAULT_CHAIN, Boundary, Island, is_async_stage, open_logic, stage_name
 
-__all__ = ["Exhausted", "IdleLimited", "Plan", "aclose_source", "call_quietly", "chunks_of", "drain"]
+__all__ = ["Exhausted", "IdleLimited", "aclose_source", "call_quietly", "chunks_of", "drain"]
 
 _log = structlog.get_logger("pipeline")
 
@@ -55,72 +55,6 @@ class _Iterator:
     async def aclose(self) -> None:
         """Close the wrapped iterator, if it can be closed."""
         await aclose_source(self._iterator, self._iterator)
-
-
-@final
-class Plan:
-    """Islands and async stages of one stream, in order, ready to run."""
-
-    __slots__ = ("nodes", "last", "buffers", "accumulator")
-
-    def __init__(self, chain: Sequence[Any]) -> None:
-        if chain is DEFAULT_CHAIN:  # the usual case, planned without looking at the specs
-            parse, accumulate, _ = chain  # derive: the fused chain applies its rules itself
-            acc = accumulate.open()
-            self.accumulator: Accumulator | None = acc
-            self.last = Island.of_fused(Fused(acc, parse.open()))
-            self.nodes: tuple[Any, ...] = (self.last,)
-            self.buffers: tuple[int, ...] = ()
-            return
-        self.accumulator = None
-        parts: list[Any] = []  # Island | (name, async logic) | Boundary
-        current: list[Any] = []
-        for spec in chain:
-            if isinstance(spec, Boundary):
-                parts += [Island(current), spec]
-                current = []
-                continue
-            logic = open_logic(spec)
-            if isinstance(logic, Accumulator):
-                self.accumulator = logic
-            if is_async_stage(logic):
-                parts += [Island(current), Boundary(), (stage_name(spec), logic), Boundary()]
-                current = []
-            else:
-                current.append(_Opened(stage_name(spec), logic))
-        parts.append(Island(current))
-        # Empty islands between two channels are dropped, and adjacent boundaries
-        # collapse into one channel with the larger buffer.
-        nodes: list[Any] = []
-        buffers: list[int] = []
-        pending = 0
-        for i, part in enumerate(parts):
-            if isinstance(part, Boundary):
-                pending = max(pending, part.buffer)
-            elif isinstance(part, Island) and not part.names and 0 < i < len(parts) - 1:
-                continue
-            else:
-                if nodes:
-                    buffers.append(pending or Boundary().buffer)
-                pending = 0
-                nodes.append(part)
-        self.last = nodes[-1]
-        self.nodes = tuple(nodes)
-        self.buffers = tuple(buffers)
-
-
-@final
-class _Opened:
-    """An already-opened logic object, so that Island does not open it again."""
-
-    __slots__ = ("name", "logic")
-
-    def __init__(self, name: str, logic: Any) -> None:
-        self.name = name
-        self.logic = logic
-
-    def open(self) -> Any:
-        return self.logic
 
 
 @final

@@ -41,9 +41,11 @@ from ..core.limits import DEFAULT_LIMITS, Limits
 from ..core.message import Message, TextBlock
 from ..errors import LimitExceededError, PipelineError, SourceError, StageError
 from ..stages.fused import Undelivered
-from ..stages.specs import ChunkByChunk, Island, resolve, wrap_error
+from ..stages.island import ChunkByChunk, Island, wrap_error
+from ..stages.plan import Plan
+from ..stages.specs import resolve
 from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
-from .sources import Exhausted, IdleLimited, Plan, aclose_source, call_quietly, chunks_of, drain
+from .sources import Exhausted, IdleLimited, aclose_source, call_quietly, chunks_of, drain
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
 

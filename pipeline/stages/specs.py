@@ -1,4 +1,4 @@
-"""Stages: the protocols, the built-in stage specs, and fused islands.
+"""Stages: the protocols and the stage specs (the built-in ones, ``Map`` and ``Boundary``).
 
 A stage spec is an immutable, reusable description; ``spec.open()`` makes the per-stream
 object that does the work (as Akka separates a GraphStage from its logic). A spec that has
@@ -13,9 +13,8 @@ Two kinds of logic:
   items are *batches* (``list``): one batch per network chunk, so a channel hop costs per
   chunk, not per event. It must close ``send`` (``async with send:``) when done.
 
-Consecutive sync stages are fused into an :class:`Island`: one loop that runs every stage
-over the batch, with no channel between them. An async stage, or a :func:`boundary`
-marker, ends an island; the runner connects islands with bounded channels.
+How a chain of specs runs (islands, fusion, channels) is decided by the planner,
+:mod:`pipeline.stages.plan`.
 """
 
 from __future__ import annotations
@@ -26,9 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final, runtime_
 from ..core.accumulate import Accumulator
 from ..core.derive import Deriver
 from ..core.limits import DEFAULT_LIMITS, Limits
-from ..errors import PipelineError, StageError
 from ..providers.anthropic import AnthropicParser
-from .fused import Fused
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -38,7 +35,6 @@ __all__ = [
     "AsyncStage",
     "Boundary",
     "Derive",
-    "Island",
     "Map",
     "Parse",
     "SyncStage",
@@ -254,154 +250,3 @@ def stage_name(spec: Any) -> str:
     """Return a readable name for a stage spec or logic."""
     name = getattr(spec, "name", None)
     return name if isinstance(name, str) else type(spec).__name__
-
-
-_Into = Callable[[list[Any], list[Any]], None]
-_WHOLE: Final = "parse+accumulate+derive"  # the name of the default chain, fused
-
-
-def _into(logic: Any) -> _Into:
-    into = getattr(logic, "process_into", None)
-    if callable(into):
-        return into  # type: ignore[no-any-return]
-    process = logic.process
-
-    def process_items(items: list[Any], out: list[Any]) -> None:
-        for item in items:
-            result = process(item)
-            if result is not None:
-                out.extend(result)
-
-    return process_items
-
-
-def _flush(logic: Any) -> Callable[[], Iterable[Any] | None]:
-    flush = getattr(logic, "flush", None)
-    return flush if callable(flush) else _nothing
-
-
-def _nothing() -> None:
-    return None
-
-
-@final
-class Island:
-    """Consecutive sync stages fused into one loop over each batch.
-
-    A failing stage does not lose data: what it produced before the failure still flows
-    through the stages after it, and the error is returned beside the output.
-    """
-
-    __slots__ = ("_steps", "names", "fused")
-
-    def __init__(self, specs: Sequence[Any]) -> None:
-        steps: list[tuple[str, _Into, Callable[[], Iterable[Any] | None]]] = []
-        logics: list[Any] = []
-        whole: Fused | None = None
-        for spec in specs:
-            logic = open_logic(spec)
-            previous = logics[-1] if logics else None
-            if isinstance(previous, Accumulator) and isinstance(logic, Deriver):
-                # adjacent built-ins: hand-fused loops, same result (see _fused.py)
-                parser = logics[-2] if len(logics) >= 2 else None
-                if isinstance(parser, AnthropicParser):
-                    fused = Fused(previous, parser)
-                    del steps[-2:]
-                    steps.append((_WHOLE, fused.process_chunks, fused.flush))
-                    whole = fused
-                else:
-                    fused = Fused(previous)
-                    steps[-1] = ("accumulate+derive", fused.fold, fused.flush)
-            else:
-                steps.append((stage_name(spec), _into(logic), _flush(logic)))
-            logics.append(logic)
-        self.names = tuple(name for name, _, _ in steps)
-        # The whole default chain, fused: the runner's hot loop calls its process_chunk
-        # directly (see MessageStream._drive_fused); None for any other island. It is
-        # kept instead of the steps (bound methods, tuples): fewer objects per stream.
-        self.fused = whole if len(steps) == 1 else None
-        self._steps = tuple(steps) if self.fused is None else ()
-
-    @classmethod
-    def of_fused(cls, fused: Fused) -> Island:
-        """The island of the whole built-in chain fused, as ``Island(DEFAULT_CHAIN)``
-        makes it, without looking at the specs (most streams start with this one)."""
-        island = cls.__new__(cls)
-        island.fused = fused
-        island.names = (_WHOLE,)
-        island._steps = ()
-        return island
-
-    def run(self, batch: list[Any]) -> tuple[list[Any], BaseException | None]:
-        """Run every stage over *batch*; return the output and the first error, or ``None``."""
-        fused = self.fused
-        if fused is not None:
-            out: list[Any] = []
-            try:
-                fused.process_chunks(batch, out)
-            except Exception as exc:
-                return out, wrap_error(_WHOLE, exc)
-            return out, None
-        error: BaseException | None = None
-        for name, into, _ in self._steps:
-            out = []
-            try:
-                into(batch, out)
-            except Exception as exc:
-                if error is None:
-                    error = wrap_error(name, exc)
-            batch = out
-        return batch, error
-
-    def finish(self) -> tuple[list[Any], BaseException | None]:
-        """End of input: flush every stage, each flush passing through the later stages."""
-        if self.fused is not None:
-            try:
-                return self.fused.flush(), None
-            except Exception as exc:
-                return [], wrap_error(_WHOLE, exc)
-        error: BaseException | None = None
-        batch: list[Any] = []
-        for name, into, flush in self._steps:
-            out: list[Any] = []
-            try:
-                if batch:
-                    into(batch, out)
-                if error is None:
-                    tail = flush()
-                    if tail:
-                        out.extend(tail)
-            except Exception as exc:
-                if error is None:
-                    error = wrap_error(name, exc)
-            batch = out
-        return batch, error
-
-
-@final
-class ChunkByChunk:
-    """Any island with the fused chain's ``process_chunk(chunk, out)``: its ``run``,
-    raising the error it returns."""
-
-    __slots__ = ("_run",)
-
-    def __init__(self, island: Island) -> None:
-        self._run = island.run
-
-    def process_chunk(self, chunk: bytes, out: list[Any], call: object = None, kinds: object = None) -> int:
-        """Run the island over *chunk*, appending its output to *out*; return 0 (*call*
-        and *kinds* are not used: a user stage's output goes through the runner's checks)."""
-        done, error = self._run([chunk])
-        out.extend(done)
-        if error is not None:
-            raise error
-        return 0
-
-
-def wrap_error(name: str, exc: Exception) -> BaseException:
-    """*exc* as the error of stage *name*: a PipelineError as it is, anything else as a StageError."""
-    if isinstance(exc, PipelineError):
-        return exc
-    error = StageError(name, exc)
-    error.__cause__ = exc
-    return error
