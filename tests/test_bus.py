@@ -202,7 +202,7 @@ async def test_block_policy_pauses_reading_from_the_source() -> None:
 
 
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
-async def test_drop_policies_count_exactly(policy: pipeline.runtime.bus.Overflow) -> None:
+async def test_drop_policies_count_exactly(policy: pipeline.runtime.subscription.Overflow) -> None:
     gated = GatedSubscriber()
     stream = pipeline.open_stream(aiter_chunks(CHUNKS))
     stream.subscribe(gated, buffer=2, overflow=policy)

@@ -384,7 +384,7 @@ async def test_the_queue_is_bounded_and_queued_jobs_can_be_cancelled() -> None:
 
 
 @pytest.mark.parametrize("policy", ["block", "drop_oldest", "drop_newest", "error"])
-async def test_a_slow_subscriber_affects_only_its_own_stream(policy: pipeline.runtime.bus.Overflow) -> None:
+async def test_a_slow_subscriber_affects_only_its_own_stream(policy: pipeline.runtime.subscription.Overflow) -> None:
     slow = GatedSubscriber()
     fast = {f"fast-{i}" for i in range(1, 4)}
     results: dict[str, pipeline.JobResult] = {}

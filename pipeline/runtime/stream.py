@@ -44,8 +44,9 @@ from ..stages.fused import Undelivered
 from ..stages.island import ChunkByChunk, Island, wrap_error
 from ..stages.plan import Plan
 from ..stages.specs import resolve
-from .bus import EventBus, OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
+from .bus import EventBus
 from .sources import Exhausted, IdleLimited, aclose_source, call_quietly, chunks_of, drain
+from .subscription import OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
 

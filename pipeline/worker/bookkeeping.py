@@ -18,8 +18,8 @@ from ..client.messages import MessagesClient
 from ..core.events import TextEvent, ThinkingEvent
 from ..core.message import Message
 from ..errors import APIConnectionError, APIError, IncompleteStreamError, JobCancelledError, PipelineError, SourceError
-from ..runtime.bus import Subscription
 from ..runtime.stream import MessageStream, Pipeline
+from ..runtime.subscription import Subscription
 from .jobs import Job, JobRequest, JobResult, JobSource, WorkerStatistics
 
 __all__ = ["Collector", "Counters", "Entry", "Results", "Signal", "open_request", "transient"]
