@@ -26,6 +26,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from ..core.events import DERIVED_TYPES
 from ..errors import SubscriberError, SubscriberOverflowError
 from .subscription import SubscriberStatistics, Subscription
 
@@ -212,18 +213,26 @@ class EventBus:
         for sub in self._async:
             await sub.offer(batch)
 
-    def publish_sync(self, batch: list[Any]) -> None:
-        """Deliver *batch* to the sync subscribers only (never blocks)."""
-        table = self.sync_table
+    def publish_sync(self, batch: list[Any], derived: bool = False) -> None:
+        """Deliver *batch* to the sync subscribers only (never blocks).
+
+        *derived*: the batch holds derived events only (the built-in chain's output), so a
+        lone ``on_event`` callback takes every one of them without a look at its type.
+        """
         call = self.sync_single
         event: Any = None
         try:
-            if call is not None:
+            if call is not None:  # one callback (on_event, or on_text alone...)
                 kinds = self.sync_kinds
-                for event in batch:
-                    if type(event) in kinds:
+                if derived and kinds is DERIVED_TYPES:
+                    for event in batch:
                         call(event)
+                else:
+                    for event in batch:
+                        if type(event) in kinds:
+                            call(event)
             else:
+                table = self.sync_table
                 for event in batch:
                     calls = table.get(type(event))
                     if calls:

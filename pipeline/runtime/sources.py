@@ -13,9 +13,9 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ..errors import IdleTimeoutError
+from ..errors import IdleTimeoutError, LimitExceededError
 
-__all__ = ["Exhausted", "IdleLimited", "aclose_source", "call_quietly", "chunks_of", "drain"]
+__all__ = ["Exhausted", "IdleLimited", "body_too_large", "aclose_source", "call_quietly", "chunks_of", "drain"]
 
 _log = structlog.get_logger("pipeline")
 
@@ -123,3 +123,8 @@ class IdleLimited:
     async def aclose(self) -> None:
         """Close the wrapped iterator."""
         await aclose_source(self._iterator, self._iterator)
+
+
+def body_too_large(limit: int) -> LimitExceededError:
+    """The error of a body longer than ``Limits.max_stream_bytes`` (*limit*)."""
+    return LimitExceededError("max_stream_bytes", limit, "the stream's body")

@@ -28,30 +28,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import Any, Final, TypeVar, final
+from typing import Any, TypeVar, final
 
 import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ..core.events import DERIVED_TYPES, DerivedEvent, TextEvent
+from ..core.events import DerivedEvent, TextEvent
 from ..core.limits import DEFAULT_LIMITS, Limits
 from ..core.message import Message, TextBlock
-from ..errors import LimitExceededError, PipelineError, SourceError, StageError
+from ..errors import PipelineError, SourceError
 from ..stages.fused import Undelivered
 from ..stages.island import ChunkByChunk, Island, wrap_error
 from ..stages.plan import Plan
 from ..stages.specs import resolve
+from .boundaries import CLOSE_TIMEOUT, Boundaries
 from .bus import EventBus
-from .sources import Exhausted, IdleLimited, aclose_source, call_quietly, chunks_of, drain
+from .sources import Exhausted, IdleLimited, aclose_source, body_too_large, call_quietly, chunks_of, drain
 from .subscription import OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 
 __all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
 
 _log = structlog.get_logger("pipeline")
-_CLOSE_TIMEOUT: Final = 5.0  # seconds granted to aclose() and on_end when cancelled
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -86,6 +86,7 @@ class MessageStream:
 
     __slots__ = (
         "_buffer",
+        "_boundaries",
         "_bus",
         "_bytes",
         "_chain",
@@ -103,8 +104,6 @@ class MessageStream:
         "_source",
         "_source_iter",
         "_tg",
-        "_upstream_error",
-        "_upstream_rank",
     )
 
     def __init__(
@@ -132,8 +131,7 @@ class MessageStream:
         self._tg: TaskGroup | None = None
         self._source_iter: AsyncIterator[bytes] | None = None
         self._receive: MemoryObjectReceiveStream[list[Any]] | None = None
-        self._upstream_error: BaseException | None = None
-        self._upstream_rank = 0  # where it happened: 0 the source, i + 1 the plan's node i
+        self._boundaries: Boundaries | None = None  # the tasks before the last island, if any
         self._error: BaseException | None = None
         self._pending: BaseException | None = None  # an error to raise after the batch before it
         self._finished = False
@@ -161,7 +159,13 @@ class MessageStream:
             if len(plan.nodes) == 1:
                 self._source_iter = self._open_source()
             else:
-                await self._start_tasks(tg, plan)
+                self._boundaries = engine = Boundaries(
+                    open_source=self._open_source,
+                    close_source=self._close_iterator,
+                    max_bytes=self._max_bytes,
+                    source_error=self._source_error,
+                )
+                self._receive = await engine.start(tg, plan)
         except BaseException:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
@@ -185,7 +189,7 @@ class MessageStream:
                 or self._receive is not None
                 or (not self._ended and self._bus.lifecycle("on_end"))
             ):
-                with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
                     await self._close_source()
                     await self._end()
             else:  # a finished stream closed its source already: no shielded scope (and timer) needed
@@ -203,110 +207,12 @@ class MessageStream:
             self._bus.check()
         return None
 
-    async def _start_tasks(self, tg: TaskGroup, plan: Plan) -> None:
-        upstream: MemoryObjectReceiveStream[list[Any]] | None = None
-        for rank, (node, buffer) in enumerate(zip(plan.nodes[:-1], plan.buffers, strict=True), 1):
-            send, receive = anyio.create_memory_object_stream[list[Any]](buffer)
-            if isinstance(node, Island):
-                await tg.start(self._pump, rank, node, upstream, send)
-            else:
-                assert upstream is not None
-                await tg.start(self._run_async_stage, rank, node, upstream, send)
-            upstream = receive
-        self._receive = upstream
-
-    async def _pump(
-        self,
-        rank: int,
-        island: Island,
-        receive: MemoryObjectReceiveStream[list[Any]] | None,
-        send: MemoryObjectSendStream[list[Any]],
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Run an island in its own task: from the source (or a channel) to a channel."""
-        task_status.started()
-        source = self._open_source() if receive is None else None
-        try:
-            async with send:
-                if source is not None:
-                    async for chunk in source:
-                        self._chunks += 1
-                        self._bytes += len(chunk)
-                        if self._bytes > self._max_bytes:
-                            raise self._too_many_bytes()
-                        if not await self._forward(rank, island, [chunk], send):
-                            return
-                else:
-                    assert receive is not None
-                    async with receive:
-                        async for batch in receive:
-                            batch = drain(receive, batch)
-                            if not await self._forward(rank, island, batch, send):
-                                return
-                if self._upstream_error is None:
-                    out, error = island.finish()
-                    if out:
-                        await send.send(out)
-                    if error is not None:
-                        self._upstream_failed(rank, error)
-        except anyio.BrokenResourceError:
-            pass  # the stage after us stopped reading: nothing left to do
-        except Exception as exc:  # the source failed: deliver what we have, then the error
-            self._upstream_failed(0, self._source_error(exc))
-        finally:
-            if source is not None:
-                with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                    await aclose_source(source, self._source)
-
-    async def _forward(
-        self, rank: int, island: Island, batch: list[Any], send: MemoryObjectSendStream[list[Any]]
-    ) -> bool:
-        out, error = island.run(batch)
-        if out:
-            await send.send(out)
-        if error is not None:
-            self._upstream_failed(rank, error)
-            return False
-        # An upstream island's error does not stop this one: the batches sent before that
-        # error are still in our channel and must reach the consumer first. Our channel
-        # ends after them; a downstream island that stops closes its channel, which ends
-        # the islands before it (BrokenResourceError).
-        return True
-
-    def _upstream_failed(self, rank: int, error: BaseException) -> None:
-        # Of two failures upstream of the consumer, the one nearer to it (higher rank) is
-        # the one of the earlier event: what it processed came before the other's failure.
-        if self._upstream_error is None or rank > self._upstream_rank:
-            self._upstream_error, self._upstream_rank = error, rank
-
-    async def _run_async_stage(
-        self,
-        rank: int,
-        node: tuple[str, Any],
-        receive: MemoryObjectReceiveStream[list[Any]],
-        send: MemoryObjectSendStream[list[Any]],
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        name, logic = node
-        task_status.started()
-        try:
-            async with receive, send:
-                await logic.run(receive, send)
-        except anyio.BrokenResourceError:
-            pass
-        except Exception as exc:
-            error = StageError(name, exc)
-            error.__cause__ = exc
-            self._upstream_failed(rank, error)
-
     def _open_source(self) -> AsyncIterator[bytes]:
         chunks = chunks_of(self._source)
         return chunks if self._idle_timeout is None else IdleLimited(chunks, self._idle_timeout)
 
-    def _too_many_bytes(self) -> LimitExceededError:
-        return LimitExceededError("max_stream_bytes", self._max_bytes, "the stream's body")
+    async def _close_iterator(self, iterator: AsyncIterator[bytes]) -> None:
+        await aclose_source(iterator, self._source)
 
     def _source_error(self, exc: Exception) -> PipelineError:
         if isinstance(exc, PipelineError):
@@ -350,7 +256,7 @@ class MessageStream:
                     self._chunks += 1
                     self._bytes += len(chunk)
                     if self._bytes > self._max_bytes:
-                        await self._fail(self._too_many_bytes())
+                        await self._fail(body_too_large(self._max_bytes))
                     batch = [chunk]
                 else:
                     assert self._receive is not None
@@ -378,8 +284,7 @@ class MessageStream:
         assert self._plan is not None and self._source_iter is not None
         island = self._plan.last
         chain = island.fused or ChunkByChunk(island)
-        # the built-in chain makes derived events only: an on_event callback takes them all
-        every = DERIVED_TYPES if island.fused is not None else None
+        derived = island.fused is not None  # the built-in chain makes derived events only
         source, bus = self._source_iter, self._bus
         max_bytes = self._max_bytes - self._bytes
         chunks = size = events = 0
@@ -393,7 +298,7 @@ class MessageStream:
                 chunks += 1
                 size += len(chunk)
                 if size > max_bytes:
-                    await self._fail(self._too_many_bytes())
+                    await self._fail(body_too_large(self._max_bytes))
                 try:
                     # a live delta's events, or a block start or stop, go straight to a
                     # lone callback, if that is all there is (sync_single is None otherwise)
@@ -411,32 +316,8 @@ class MessageStream:
                         bus.publish_sync(out)
                     await self._fail(wrap_error(island.names[0], exc))
                 events += len(out)
-                kinds = bus.sync_kinds
-                if kinds:  # bus.publish_sync(out), inlined: one call less per chunk
-                    try:
-                        call = bus.sync_single
-                        if call is not None:  # one callback (on_event, or on_text alone...)
-                            if kinds is every:  # on_event after the built-in chain: all are for it
-                                for event in out:
-                                    call(event)
-                            else:
-                                for event in out:
-                                    if type(event) in kinds:
-                                        call(event)
-                        else:
-                            table = bus.sync_table
-                            for event in out:
-                                calls = table.get(type(event))
-                                if calls:
-                                    for call in calls:
-                                        call(event)
-                    except Exception as exc:
-                        assert call is not None
-                        bus.publish_failed(call, exc, out, event)
-                    # the loop's last event would stay alive until another chunk takes
-                    # this way: a live stream's message_start, with its message, for the
-                    # whole stream (about 640 bytes per open stream)
-                    event = None
+                if bus.sync_kinds:
+                    bus.publish_sync(out, derived)
                 out.clear()
             self._source_iter = Exhausted()
         except Exception as exc:
@@ -460,8 +341,9 @@ class MessageStream:
             await self._fail(exc)
 
     async def _finish(self, island: Island) -> list[Any] | None:
-        if self._upstream_error is not None:
-            await self._fail(self._upstream_error)
+        upstream = self._boundaries.error if self._boundaries is not None else None
+        if upstream is not None:
+            await self._fail(upstream)
         out, error = island.finish()
         if out:
             await self._publish(out)
@@ -575,7 +457,10 @@ class MessageStream:
 
     def statistics(self) -> StreamStatistics:
         """Return the stream's counters."""
-        return StreamStatistics(self._chunks, self._bytes, self._events, self._bus.statistics())
+        chunks, size, engine = self._chunks, self._bytes, self._boundaries
+        if engine is not None:
+            chunks, size = chunks + engine.chunks, size + engine.bytes
+        return StreamStatistics(chunks, size, self._events, self._bus.statistics())
 
     # ------------------------------------------------------------------ subscribing
 
