@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pipeline
+import pipeline.stages.fused as fused
 from pipeline.stages.plan import island_of
 from pipeline.testing import all_cases, chunk_bytes, chunk_events, chunk_random
 
@@ -249,3 +252,13 @@ def test_fused_equals_unfused_with_fragments_between_whole_events(
     for at, which, size in inserts:
         chunks.insert(at % (len(chunks) + 1), chunks[which % len(chunks)][:size])
     run_both(chunks)
+
+
+def test_the_inline_table_names_real_tests() -> None:
+    """Every test that the fused chain's docstring names as the proof of an inlined copy exists."""
+    named = set(re.findall(r"``(test_\w+)``", fused.__doc__ or ""))
+    here = Path(__file__).parent
+    defined = set(re.findall(r"^(?:async )?def (test_\w+)", (here / "test_fused.py").read_text(), re.M))
+    defined |= set(re.findall(r"^(?:async )?def (test_\w+)", (here / "test_bus.py").read_text(), re.M))
+    assert len(named) >= 8
+    assert named <= defined, sorted(named - defined)

@@ -220,9 +220,9 @@ def freeze_startup_heap() -> None:
     """Move everything allocated so far (modules, classes, constants) out of the garbage
     collector's sight, before serving many streams.
 
-    Every full collection walks every tracked object; a worker's imports alone are about
-    57,000 of them (about 28 ms per full pass on our test machine), paid again on each pass
-    while streams wait. Freezing them once leaves only the live streams to walk.
+    Every full collection walks every tracked object, a worker's imports included, and
+    streams wait while it does (docs/DEPLOYMENT.md, "Garbage collection pauses"). Freezing
+    them once leaves only the live streams to walk.
     """
     gc.collect()
     gc.freeze()

@@ -1,14 +1,44 @@
-"""Hand-fused ``accumulate`` + ``derive`` for the hot path of the default chain.
+"""The hand-fused hot path of the default chain: ``parse`` + ``accumulate`` + ``derive`` in
+one loop (or ``accumulate`` + ``derive`` when a stage sits before them).
 
-When the two built-in stages are adjacent (the default), the island calls one loop instead
-of two, and the deriver's rules are applied to the accumulator's own blocks: one
-:class:`~pipeline.events.Pieces` and one citation store per block, each piece stored once,
-no second table. The deltas of an open block are folded and derived inline; block starts
-and stops too; every other event goes through the accumulator's code, and derives nothing.
-The table of open blocks holds those started by ``content_block_start`` and not stopped
-(all are dropped at ``message_stop``), so finding a block there means any delta may add to
-it. The result is exactly that of running the stages one after the other;
-tests/test_fused.py checks it."""
+The planner (:mod:`pipeline.stages.plan`) puts this chain in place of the three built-in
+stages when they are adjacent. The deriver's rules are applied to the accumulator's own
+blocks: one :class:`~pipeline.core.pieces.Pieces` and one citation store per block, each
+piece stored once. The deltas of an open block are folded and derived inline, block starts
+and stops too; every other event goes through the accumulator's own code and derives
+nothing. The table of open blocks holds those started by ``content_block_start`` and not
+stopped (all are dropped at ``message_stop``), so finding a block there means any delta
+may add to it. The result is exactly that of running the stages one after the other.
+
+What it inlines: each copy, its original, and the tests that prove them equal (in
+tests/test_fused.py unless named otherwise; a test checks that every one named here exists):
+
+- one-event chunk framing (``_LIVE_DELTA``, ``_NAME_LINES``: one event, LF line ends,
+  nothing carried over) <- ``SSEDecoder.process`` (core/sse.py) and the parser's fast path
+  (providers/anthropic.py): ``test_fused_equals_unfused_on_odd_single_event_chunks``,
+  ``test_fused_equals_unfused_at_the_start_of_a_stream``,
+  ``test_sse_start_checks_for_a_byte_order_mark``,
+  ``test_a_whole_delta_after_a_partial_event_is_not_read_alone``,
+  ``test_fused_equals_unfused_with_fragments_between_whole_events``;
+- a piece added to a block (in ``fold`` and on the live path) <- ``Pieces.add``
+  (core/pieces.py): ``test_fused_equals_unfused`` (every case, three chunkings);
+- a delta derived (text, input_json, thinking, citation, signature) <-
+  ``Deriver.process_into`` (core/derive.py): ``test_fused_equals_unfused``,
+  ``test_live_deltas_to_two_open_blocks``;
+- the errors of a fold (unknown block, delta after stop, limits) <- ``Accumulator.process_into``:
+  ``test_fused_equals_unfused_on_failure``;
+- delivery to a lone callback <- ``EventBus.publish_sync`` (runtime/bus.py):
+  ``test_one_delta_chunks_take_the_live_path``, and in tests/test_bus.py
+  ``test_a_lone_callback_raising_on_a_live_event``.
+
+The objects it shares, and the fields it may touch: the :class:`Accumulator`'s blocks
+(through ``start_block`` / ``stop_block``), ``max_tool_input``, ``tool_input_too_large()``
+and ``last`` (written: the fold records the last event there when it bypasses
+``process_into``); the parser's ``process_into``, ``flush`` and its decoder ``sse`` (read:
+``idle``, ``start()``); a :class:`Block`'s ``kind``, ``piece``, ``pieces``, ``start`` and
+``signature``; a lone callback and its kinds as the bus declares them (``sync_single``,
+``sync_kinds``). Nothing else.
+"""
 
 from __future__ import annotations
 
@@ -195,9 +225,8 @@ class Fused:
         is returned. If the callback raises, :class:`Undelivered` says on which event.
         """
         # exactly `event: content_block_delta\ndata: {...}\n\n`, nothing carried over, no CR.
-        # Written with slices, indexing and `int in bytes`: bytes.startswith, endswith and
-        # find parse their arguments the slow way, and the four of them cost about 4,600
-        # instructions per chunk (callgrind), these about 1,800.
+        # Written with slices, indexing and `int in bytes` rather than startswith, endswith
+        # and find, which parse their arguments the slow way (BENCHMARKS.md, "The hot path").
         if chunk[:_DATA_AT] == _LIVE_DELTA and chunk[-1] == _LF and chunk[-2] == _LF and self._idle:
             data = chunk[_DATA_AT:-2]
             if _LF in data or _CR in data:
@@ -219,9 +248,8 @@ class Fused:
                 delta: Any = event.delta
                 dkind = type(delta)
                 if dkind is self._hot_piece:  # an open block (see fold) of that delta's kind
-                    # fold()'s piece path, inlined here too: handing the event to
-                    # fold([event], out) instead measured +8% instructions per live
-                    # delta (callgrind)
+                    # fold()'s piece path, inlined here too (a call to fold([event], out)
+                    # would build a list and re-read the block table per live delta)
                     pieces = self._hot_pieces
                     if dkind is TextDelta:
                         piece = delta.text
@@ -252,9 +280,8 @@ class Fused:
                     out += (event, made)
                     return 0
                 # the lone callback, called here: no list to fill, empty and loop over
-                # in the caller (-7% to -11% instructions per live event, callgrind).
-                # The raw delta is for on_event only (DERIVED_TYPES); the try blocks
-                # cost nothing until a callback raises.
+                # in the caller. The raw delta is for on_event only (DERIVED_TYPES); the
+                # try blocks cost nothing until a callback raises.
                 if kinds is DERIVED_TYPES:
                     try:
                         call(event)
@@ -280,7 +307,7 @@ class Fused:
                     event = decode_pair(name, data)
                     kind = type(event)
                     # a block's start or stop: fold()'s way, but handed to the lone
-                    # callback like a delta's events (about -5% instructions per block)
+                    # callback like a delta's events
                     if kind is ContentBlockStartEvent:
                         made = self._start(event)
                     elif kind is RawContentBlockStopEvent:
