@@ -23,16 +23,3 @@ def test_plugins_use_the_public_api_only() -> None:
             if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
                 assert not any(part.startswith("_") for part in node.module.split(".")), (path, node.module)
 
-
-def test_sans_io_modules_do_not_import_anyio() -> None:
-    """Framing, events, decoding and folding stay sans-IO, as httpx's decoders are."""
-    names = ("sse.py", "events.py", "message.py", "accumulate.py", "derive.py")
-    for name in (*(f"core/{n}" for n in names), "providers/anthropic.py"):
-        tree = ast.parse((ROOT / "pipeline" / name).read_text())
-        imported = {
-            alias.name.split(".")[0]
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Import)
-            for alias in node.names
-        } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        assert not imported & {"anyio", "trio", "asyncio", "httpx"}, name
