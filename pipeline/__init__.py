@@ -79,8 +79,9 @@ from .errors import (
     WorkerClosedError,
 )
 from .logs import REDACTED, SECRET_KEYS, configure_logging, redact_secrets
+from .runtime.open import Pipeline, open_stream
 from .runtime.sources import chunks_of
-from .runtime.stream import MessageStream, Pipeline, StreamStatistics, open_stream
+from .runtime.stream import MessageStream, StreamStatistics
 from .runtime.subscription import SubscriberStatistics, Subscription
 from .stages.specs import (
     Accumulate,

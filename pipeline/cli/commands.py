@@ -30,7 +30,7 @@ from .. import __version__
 from ..client.messages import MessagesClient, RetryPolicy
 from ..errors import PipelineError
 from ..logs import configure_logging
-from ..runtime.stream import open_stream
+from ..runtime.open import open_stream
 
 __all__ = ["main"]
 

@@ -30,7 +30,8 @@ import structlog
 
 from ..core.limits import Limits
 from ..errors import APIConnectionError, APIError, APITimeoutError, api_error
-from ..runtime.stream import MessageStream, open_stream
+from ..runtime.open import open_stream
+from ..runtime.stream import MessageStream
 
 __all__ = ["DEFAULT_BASE_URL", "MessagesClient", "RetryPolicy"]
 

@@ -30,7 +30,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ..client.messages import MessagesClient, RetryPolicy
 from ..errors import JobCancelledError
-from ..runtime.stream import Pipeline
+from ..runtime.open import Pipeline
 from ..worker.bookkeeping import Signal, transient
 from ..worker.jobs import JobResult
 from ..worker.worker import Worker

@@ -1,17 +1,18 @@
-"""``open_stream``: plans the islands of a pipeline, drives them, and owns their task group when they need one.
+"""``MessageStream``: one stream, driven by its consumer; it owns a task group only when it needs one.
 
 How a stream runs
 -----------------
-The chain (``parse -> accumulate -> derive -> user stages``) is cut into *islands* of
-consecutive sync stages; an async stage or a ``boundary()`` marker ends an island. The
-**last island always runs in the consumer's task**: ``async for``, ``until_done()`` and
-``get_final_message()`` pull one network chunk (or one batch from the last channel), run
-the island over it, publish the derived events to the bus, and hand them to the caller.
-With only sync stages and sync subscribers (the default) there is no task, no channel and
-no task group at all: one await per network chunk, everything else is plain calls. Every
-other island and async stage, and every async subscriber, runs as a task in the stream's
-task group, entered with the stream when there is such a task to run; islands are connected
-by bounded memory channels whose items are batches (one per chunk), so backpressure reaches
+The planner (:mod:`pipeline.stages.plan`) cuts the chain (``parse -> accumulate -> derive
+-> user stages``) into *islands* of consecutive sync stages; an async stage or a
+``boundary()`` marker ends an island. The **last island always runs in the consumer's
+task**: ``async for``, ``until_done()`` and ``get_final_message()`` pull one network chunk
+(or one batch from the last channel), run the island over it, publish the derived events
+to the bus, and hand them to the caller. With only sync stages and sync subscribers (the
+default) there is no task, no channel and no task group at all: one await per network
+chunk, everything else is plain calls. Every other island and async stage, and every async
+subscriber, runs as a task in the stream's task group, entered with the stream when there
+is such a task to run (:mod:`pipeline.runtime.boundaries`); islands are connected by
+bounded memory channels whose items are batches (one per chunk), so backpressure reaches
 the network read. So an async subscriber is given before the stream is entered, or added
 inside ``async with`` to a stream that has a task group already; a stream without one
 refuses it with a ``RuntimeError`` (a task cannot be started without a task group, and one
@@ -26,7 +27,7 @@ cancellation or a timeout) cancels every task of the stream and closes the sourc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, final
 
@@ -49,7 +50,7 @@ from .bus import EventBus
 from .sources import Exhausted, IdleLimited, aclose_source, body_too_large, call_quietly, chunks_of, drain
 from .subscription import OnFailure, Overflow, SubscriberStatistics, Subscription, callback_subscription
 
-__all__ = ["MessageStream", "Pipeline", "StreamStatistics", "open_stream"]
+__all__ = ["MessageStream", "StreamStatistics"]
 
 _log = structlog.get_logger("pipeline")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -558,79 +559,3 @@ class _TextStream:
             if type(event) is TextEvent:
                 return event.text
         raise StopAsyncIteration
-
-
-def open_stream(
-    source: AsyncIterable[bytes] | Any,
-    *,
-    subscribers: Sequence[object] = (),
-    stages: Sequence[Any] = (),
-    allow_incomplete: bool = False,
-    idle_timeout: float | None = None,
-    limits: Limits | None = None,
-) -> MessageStream:
-    """Open a streaming message over *source*; use the result with ``async with``.
-
-    Args:
-        source: An ``AsyncIterable[bytes]`` of the SSE body, cut anywhere, or an
-            ``httpx.Response`` opened with ``stream=True``. It is closed when the stream
-            closes.
-        subscribers: Objects with ``on_*`` callbacks, or :class:`Subscription`\\ s.
-        stages: User stages to run after the built-in chain; or the whole chain, when it
-            contains a built-in stage (``parse()``, ``accumulate()``, ``derive()``), to
-            slot stages in between.
-        allow_incomplete: Finish with the partial message when the stream ends without
-            ``message_stop`` (the SDK's behaviour) instead of raising.
-        idle_timeout: Fail with :class:`~pipeline.errors.IdleTimeoutError` (and close the
-            source) when it sends nothing for this many seconds; ``None`` waits forever.
-            Pings count as activity: the API pings idle streams, so a few tens of seconds
-            is a safe choice.
-        limits: What the stream may send before it fails with
-            :class:`~pipeline.errors.LimitExceededError` (see :class:`~pipeline.Limits`);
-            ``None``: the defaults, far above what the API sends.
-    """
-    return MessageStream(
-        source,
-        stages=stages,
-        subscribers=subscribers,
-        allow_incomplete=allow_incomplete,
-        idle_timeout=idle_timeout,
-        limits=limits,
-    )
-
-
-@final
-class Pipeline:
-    """A reusable configuration: stages, subscribers and options for many streams.
-
-    Stage specs are opened afresh for each stream; subscriber objects are shared.
-    """
-
-    __slots__ = ("stages", "subscribers", "allow_incomplete", "idle_timeout", "limits")
-
-    def __init__(
-        self,
-        *,
-        stages: Sequence[Any] = (),
-        subscribers: Sequence[object] = (),
-        allow_incomplete: bool = False,
-        idle_timeout: float | None = None,
-        limits: Limits | None = None,
-    ) -> None:
-        self.stages = tuple(stages)
-        self.subscribers = tuple(subscribers)
-        self.allow_incomplete = allow_incomplete
-        self.idle_timeout = idle_timeout
-        self.limits = limits
-        resolve(self.stages)  # validate early
-
-    def open_stream(self, source: AsyncIterable[bytes] | Any, *, subscribers: Sequence[object] = ()) -> MessageStream:
-        """Open a stream over *source* with this configuration (plus *subscribers*)."""
-        return MessageStream(
-            source,
-            stages=self.stages,
-            subscribers=(*self.subscribers, *subscribers),
-            allow_incomplete=self.allow_incomplete,
-            idle_timeout=self.idle_timeout,
-            limits=self.limits,
-        )

@@ -18,7 +18,8 @@ from ..client.messages import MessagesClient
 from ..core.events import TextEvent, ThinkingEvent
 from ..core.message import Message
 from ..errors import APIConnectionError, APIError, IncompleteStreamError, JobCancelledError, PipelineError, SourceError
-from ..runtime.stream import MessageStream, Pipeline
+from ..runtime.open import Pipeline
+from ..runtime.stream import MessageStream
 from ..runtime.subscription import Subscription
 from .jobs import Job, JobRequest, JobResult, JobSource, WorkerStatistics
 

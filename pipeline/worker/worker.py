@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from ..client.messages import MessagesClient, RetryPolicy
 from ..core.message import Message
 from ..errors import JobCancelledError, WorkerClosedError
-from ..runtime.stream import Pipeline
+from ..runtime.open import Pipeline
 from ..runtime.subscription import Subscription
 from .bookkeeping import Collector, Counters, Entry, Results, Signal, open_request, transient
 from .jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
