@@ -28,10 +28,11 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..client.messages import MessagesClient, RetryPolicy
+from ..client.messages import MessagesClient
+from ..client.retry import RetryPolicy, transient
 from ..errors import JobCancelledError
 from ..runtime.stream import Pipeline
-from ..worker.bookkeeping import Signal, transient
+from ..worker.bookkeeping import Signal
 from ..worker.jobs import JobResult
 from ..worker.worker import Worker
 from .codec import BEGIN, DEFAULT_QUEUE, FAIL, FINISH, HANDBACK, Keys, decode, decode_request, error_info

@@ -17,25 +17,15 @@ import anyio
 from ..client.messages import MessagesClient
 from ..core.events import TextEvent, ThinkingEvent
 from ..core.message import Message
-from ..errors import APIConnectionError, APIError, IncompleteStreamError, JobCancelledError, PipelineError, SourceError
+from ..errors import APIError, JobCancelledError, PipelineError
 from ..runtime.bus import Subscription
 from ..runtime.stream import MessageStream, Pipeline
 from .jobs import Job, JobRequest, JobResult, JobSource, WorkerStatistics
 
-__all__ = ["Collector", "Counters", "Entry", "Results", "Signal", "open_request", "transient"]
+__all__ = ["Collector", "Counters", "Entry", "Results", "Signal", "open_request"]
 
 _TTFT_WINDOW: Final = 10_000  # percentiles are over the last this many streams
 _TOKENS: Final = (TextEvent, ThinkingEvent)
-_TRANSIENT_TYPES: Final = frozenset({"overloaded_error", "rate_limit_error", "api_error"})
-
-
-def transient(error: BaseException) -> bool:
-    """Whether running the job again may succeed: a connection error, a cut or truncated
-    body, a 408/409/429/5xx/529 answer, or an overloaded, rate limit or api error event."""
-    if isinstance(error, APIError):
-        status = error.status_code
-        return error.error_type in _TRANSIENT_TYPES or (status is not None and (status in (408, 409) or status >= 500))
-    return isinstance(error, APIConnectionError | SourceError | IncompleteStreamError)
 
 
 async def open_request(
