@@ -32,8 +32,8 @@ from ..client.messages import MessagesClient
 from ..client.retry import RetryPolicy, transient
 from ..errors import JobCancelledError
 from ..runtime.stream import Pipeline
-from ..worker.bookkeeping import Signal
 from ..worker.jobs import JobResult
+from ..worker.wakeup import Signal
 from ..worker.worker import Worker
 from .codec import BEGIN, DEFAULT_QUEUE, FAIL, FINISH, HANDBACK, Keys, decode, decode_request, error_info
 from .conn import Redis, connect, retrying, safe_url

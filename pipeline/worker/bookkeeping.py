@@ -1,6 +1,7 @@
-"""The bookkeeping of :class:`~pipeline.worker.Worker`: one entry per job, counters, signals.
+"""The bookkeeping of :class:`~pipeline.worker.Worker`: one entry per job, counters, results.
 
-Everything here is synchronous but :meth:`Signal.wait`; the worker calls it from its tasks.
+Private to the worker layer. Everything here is synchronous but :func:`open_request` and
+``Results.__anext__``; the worker calls them from its tasks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..runtime.bus import Subscription
 from ..runtime.stream import MessageStream, Pipeline
 from .jobs import Job, JobRequest, JobResult, JobSource, WorkerStatistics
 
-__all__ = ["Collector", "Counters", "Entry", "Results", "Signal", "open_request"]
+__all__ = ["Collector", "Counters", "Entry", "Results", "open_request"]
 
 _TTFT_WINDOW: Final = 10_000  # percentiles are over the last this many streams
 _TOKENS: Final = (TextEvent, ThinkingEvent)
@@ -51,27 +52,6 @@ async def open_request(
     if inspect.isawaitable(source):
         source = await source
     return config.open_stream(source, subscribers=subscribers)
-
-
-@final
-class Signal:
-    """A reusable wake-up call: ``wait()`` returns at the next ``set()`` (a ``set()`` with
-    nobody waiting is forgotten: callers check their condition before waiting)."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event: anyio.Event | None = None  # made in async context, when first waited on
-
-    def set(self) -> None:
-        if self._event is not None:
-            self._event.set()
-
-    async def wait(self) -> None:
-        """Wait for the next ``set()``. Cancellation: nothing to undo."""
-        if self._event is None or self._event.is_set():
-            self._event = anyio.Event()
-        await self._event.wait()
 
 
 @final

@@ -20,8 +20,9 @@ from ..core.message import Message
 from ..errors import JobCancelledError, WorkerClosedError
 from ..runtime.bus import Subscription
 from ..runtime.stream import Pipeline
-from .bookkeeping import Collector, Counters, Entry, Results, Signal, open_request
+from .bookkeeping import Collector, Counters, Entry, Results, open_request
 from .jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
+from .wakeup import Signal
 
 __all__ = ["Job", "JobRequest", "JobResult", "JobSource", "ShutdownReport", "Worker", "WorkerStatistics"]
 
