@@ -13,14 +13,13 @@ JSON of about BYTES bytes).
 
 from __future__ import annotations
 
-import random
 import string
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import pipeline.testing as t
-from pipeline.testing.bodies import WORDS
+from pipeline.testing.bodies import random_words
 
 __all__ = ["BULK_CHUNK", "NAMED", "SHAPES", "Workload", "chunks", "make", "parse_names"]
 
@@ -71,28 +70,24 @@ class Workload:
     note: str = ""
 
 
-def _words(rng: random.Random, lo: int = 1, hi: int = 6) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
-
-
 def _thinking_builder(n_thinking: int, n_text: int, seed: int) -> t.StreamBuilder:
     """A thinking block of ``n_thinking`` deltas + ``signature_delta``, then ``n_text`` text deltas."""
     b = t.StreamBuilder(seed=seed)
     signature = "".join(b.rng.choice(string.ascii_letters + string.digits + "+/") for _ in range(344)) + "=="
-    b.thinking_block([_words(b.rng) + " " for _ in range(n_thinking)], signature)
-    return b.text_block([_words(b.rng) + " " for _ in range(n_text)])
+    b.thinking_block([random_words(b.rng) + " " for _ in range(n_thinking)], signature)
+    return b.text_block([random_words(b.rng) + " " for _ in range(n_text)])
 
 
 def _citations_builder(n_blocks: int, seed: int) -> t.StreamBuilder:
     """``n_blocks`` text blocks of 8-24 deltas; every other one with 1-2 ``char_location`` citations."""
     b = t.StreamBuilder(seed=seed)
     for i in range(n_blocks):
-        pieces = [_words(b.rng) + " " for _ in range(b.rng.randint(8, 24))]
+        pieces = [random_words(b.rng) + " " for _ in range(b.rng.randint(8, 24))]
         cites: dict[int, list[dict[str, Any]]] = {}
         if i % 2:
             for _ in range(b.rng.randint(1, 2)):
                 where = b.rng.randrange(-1, len(pieces))
-                cites.setdefault(where, []).append(t.citation("char_location", b.rng, _words(b.rng)))
+                cites.setdefault(where, []).append(t.citation("char_location", b.rng, random_words(b.rng)))
         b.text_block(pieces, citations=cites)
     return b
 

@@ -13,7 +13,7 @@ The public API is re-exported here::
 from __future__ import annotations
 
 from . import errors
-from .client.messages import MessagesClient, RetryPolicy
+from .client import MessagesClient, RetryPolicy
 from .core.events import (
     CitationEvent,
     CitationsDelta,

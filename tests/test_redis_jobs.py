@@ -18,6 +18,7 @@ pytest.importorskip("coredis")
 
 import pipeline  # noqa: E402
 from pipeline.client import RetryPolicy  # noqa: E402
+from pipeline.core.encode import encode_derived as wire_events  # noqa: E402
 from pipeline.fake_server import FakeServer, ReceivedRequest, Script  # noqa: E402
 from pipeline.redis_jobs import (  # noqa: E402
     AttemptStarted,
@@ -30,7 +31,7 @@ from pipeline.redis_jobs import (  # noqa: E402
     UnknownJobError,
     open_queue,
 )
-from pipeline.redis_jobs.codec import decode, encode, wire_events  # noqa: E402
+from pipeline.redis_jobs.codec import decode, encode  # noqa: E402
 from pipeline.testing import aiter_chunks, chunk_events, text_builder  # noqa: E402
 from tests.redis_server import (  # noqa: E402, F401
     RedisServer,

@@ -26,9 +26,10 @@ pytest.importorskip("coredis")
 from coredis.exceptions import StreamConsumerGroupError  # noqa: E402
 
 import pipeline  # noqa: E402
+from pipeline.core.encode import encode_derived as wire_events  # noqa: E402
 from pipeline.fake_server import FakeServer, ReceivedRequest, Script  # noqa: E402
 from pipeline.redis_jobs import JobFinished, RedisQueue, open_queue  # noqa: E402
-from pipeline.redis_jobs.codec import decode, encode, parse_id, wire_events  # noqa: E402
+from pipeline.redis_jobs.codec import decode, encode, parse_id  # noqa: E402
 from pipeline.testing import (  # noqa: E402
     aiter_chunks,
     chunk_events,

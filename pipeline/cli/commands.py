@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 import anyio
 
 from .. import __version__
-from ..client.messages import MessagesClient, RetryPolicy
+from ..client import MessagesClient, RetryPolicy
 from ..errors import PipelineError
 from ..logs import configure_logging
 from ..runtime.open import open_stream

@@ -17,7 +17,7 @@ import httpx
 from plugins.console import ConsolePrinter
 from plugins.metrics import StreamMetrics, summarize
 
-from ..client.messages import MessagesClient, RetryPolicy
+from ..client import MessagesClient, RetryPolicy
 from ..errors import PipelineError
 from ..fake_server.server import FakeServer, ReceivedRequest, Script
 

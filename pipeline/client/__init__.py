@@ -6,6 +6,7 @@ Rule: imports ``runtime``, ``core`` and ``errors``; httpx, anyio and structlog f
 
 from __future__ import annotations
 
-from .messages import DEFAULT_BASE_URL, MessagesClient, RetryPolicy
+from .messages import DEFAULT_BASE_URL, MessagesClient
+from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "MessagesClient", "RetryPolicy"]

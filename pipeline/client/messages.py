@@ -9,16 +9,16 @@
                 print(text, end="")
 
 Retries: connection errors and the answers 408, 409, 429, 5xx and 529 are retried with
-exponential backoff and full jitter, honouring ``retry-after``, but only **before** the
-body starts: once an event may have reached a subscriber, nothing is retried. Errors are
-typed (:class:`~pipeline.errors.APIError` subclasses with status, error type, message and
+exponential backoff and full jitter, honouring ``retry-after`` (the rules are in
+:mod:`pipeline.client.retry`), but only **before** the body starts: once an event may
+have reached a subscriber, nothing is retried. Errors are typed
+(:class:`~pipeline.errors.APIError` subclasses with status, error type, message and
 ``request-id``; :class:`~pipeline.errors.APIConnectionError`).
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, final
@@ -32,52 +32,13 @@ from ..core.limits import Limits
 from ..errors import APIConnectionError, APIError, APITimeoutError, api_error
 from ..runtime.open import open_stream
 from ..runtime.stream import MessageStream
+from .retry import RetryPolicy, parse_retry_after, retryable_status
 
 __all__ = ["DEFAULT_BASE_URL", "MessagesClient", "RetryPolicy"]
 
 DEFAULT_BASE_URL: Final = "https://api.anthropic.com"
 ANTHROPIC_VERSION: Final = "2023-06-01"
-_RETRY_STATUS: Final = frozenset({408, 409, 429, 529})
 _log = structlog.get_logger("pipeline.client")
-
-
-@final
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """When and how long to wait before trying a request again.
-
-    Attributes:
-        max_retries: Retries after the first attempt (0 disables retrying).
-        initial_delay: The first backoff in seconds; it doubles each retry.
-        max_delay: The longest backoff, and the longest ``retry-after`` honoured.
-    """
-
-    max_retries: int = 2
-    initial_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number *attempt* (0-based)."""
-        if retry_after is not None and retry_after >= 0:
-            return min(retry_after, self.max_delay)
-        return random.uniform(0, min(self.max_delay, self.initial_delay * 2**attempt))  # noqa: S311
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _should_retry(status: int) -> bool:
-    return status in _RETRY_STATUS or status >= 500
 
 
 async def _error_from(response: httpx.Response) -> APIError:
@@ -228,9 +189,9 @@ class MessagesClient:
                 error = await _error_from(response)
             finally:
                 await response.aclose()
-            if last or not _should_retry(response.status_code):
+            if last or not retryable_status(response.status_code):
                 raise error
-            await self._backoff(attempt, _retry_after(response), str(error))
+            await self._backoff(attempt, parse_retry_after(response.headers), str(error))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _backoff(self, attempt: int, retry_after: float | None, reason: str) -> None:

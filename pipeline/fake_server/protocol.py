@@ -14,7 +14,7 @@ from typing import Any, Final, final
 
 import h11
 
-from ..testing.bodies import (
+from ..testing import (
     StreamBuilder,
     chunk_bytes,
     citations_builder,

@@ -13,46 +13,29 @@ sort after every entry of an older one, and Redis itself rejects late writes of 
 abandoned attempt):
 
     ATTEMPT-0    k=a w=WORKER     an attempt started: earlier attempts are abandoned
-    ATTEMPT-SEQ  k=e d=[...]      a batch of events (JSON list), SEQ = 1, 2, ...
+    ATTEMPT-SEQ  k=e d=[...]      a batch of events, SEQ = 1, 2, ... (JSON list: core.encode)
     ATTEMPT-*    k=f d={...}      the final result (written with the result, once)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
 
-from ..core.events import CitationEvent, InputJsonEvent, TextEvent, ThinkingEvent
 from ..errors import APIError, PipelineError
 from ..worker.jobs import JobRequest
 
 __all__ = [
     "BEGIN", "DEFAULT_QUEUE", "FAIL", "FINISH", "HANDBACK", "SUBMIT", "Keys", "decode", "decode_request", "encode",
-    "encode_request", "error_info", "parse_id", "wire_events",
+    "encode_request", "error_info", "parse_id",
 ]  # fmt: skip
 
 DEFAULT_QUEUE: Final = "sse-pipeline"
 
 encode: Final = msgspec.json.Encoder().encode
 decode: Final = msgspec.json.Decoder().decode
-
-# Snapshots are left out: they grow with the block (publishing them is quadratic); a
-# follower rebuilds one by joining the pieces it received.
-_WIRE: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
-    TextEvent: lambda e: {"type": "text", "text": e.text},
-    ThinkingEvent: lambda e: {"type": "thinking", "thinking": e.thinking},
-    InputJsonEvent: lambda e: {"type": "input_json", "partial_json": e.partial_json},
-    CitationEvent: lambda e: {"type": "citation", "citation": e.citation},
-}
-
-
-def wire_events(events: list[Any]) -> bytes:
-    """Encode derived events as the JSON list an events entry carries: each event's
-    ``to_dict()``, without the ``snapshot`` of text, thinking, tool input and citations."""
-    wire = _WIRE
-    return encode([(wire[type(e)](e) if type(e) in wire else e.to_dict()) for e in events])
 
 
 class Keys:

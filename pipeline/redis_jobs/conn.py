@@ -7,7 +7,6 @@ optional dependency (``pip install 'sse-pipeline[redis]'``).
 from __future__ import annotations
 
 import functools
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 import anyio
 import structlog
 
+from ..client.retry import backoff
 from ..errors import PipelineError
 
 try:
@@ -41,6 +41,8 @@ _TRANSIENT: Final[tuple[type[BaseException], ...]] = (
     TimeoutError,
     OSError,
 )
+_FIRST_BACKOFF: Final = 0.05  # seconds; doubles with each retry
+_MAX_BACKOFF: Final = 2.0  # seconds: an outage is noticed to be over this soon
 _log = structlog.get_logger("pipeline.redis")
 
 
@@ -138,11 +140,6 @@ def _closing_buffers(base: Any) -> Any:
     return Connection
 
 
-def backoff(attempt: int, initial: float = 0.05, maximum: float = 2.0) -> float:
-    """Seconds before retry number *attempt* (0-based): exponential, full jitter."""
-    return random.uniform(0, min(maximum, initial * 2**attempt))  # noqa: S311
-
-
 async def retrying(
     operation: Callable[[], Awaitable[T]], *, what: str, url: str, deadline: float | None = None, **context: Any
 ) -> T:
@@ -165,7 +162,7 @@ async def retrying(
         except _TRANSIENT as exc:
             if deadline is not None and anyio.current_time() - started >= deadline:
                 raise RedisUnavailableError(safe_url(url), exc) from exc
-            delay = backoff(attempt)
+            delay = backoff(attempt, _FIRST_BACKOFF, _MAX_BACKOFF)
             if attempt in (0, 3) or attempt % 20 == 0:  # keep logs short during an outage
                 _log.warning("redis_retry", operation=what, attempt=attempt + 1, delay=round(delay, 3),
                              error=repr(exc), **context)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The bookkeeping of :class:`~pipeline._redis_worker.RedisWorker`: its counters and one
+"""The bookkeeping of :class:`~pipeline.redis_jobs.RedisWorker`: its counters and one
 record per job taken from the queue."""
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import coredis
 import coredis.exceptions
 import structlog
 
-from .codec import parse_id, wire_events
+from ..core.encode import encode_derived
+from .codec import parse_id
 from .conn import Redis, retrying
 
 __all__ = ["Publisher"]
@@ -97,7 +98,7 @@ class Publisher:
         entries = []
         for start in range(0, len(batch), _ENTRY_EVENTS):
             self._seq += 1
-            entries.append((f"{self._attempt}-{self._seq}", wire_events(batch[start : start + _ENTRY_EVENTS])))
+            entries.append((f"{self._attempt}-{self._seq}", encode_derived(batch[start : start + _ENTRY_EVENTS])))
         await retrying(lambda: self._send(entries), what="publish", url=self._url, stream=self._key)
         self.published += len(batch)
 

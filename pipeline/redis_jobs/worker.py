@@ -5,7 +5,7 @@ free), *reclaim* (XAUTOCLAIM of jobs pending longer than ``claim_idle`` on a dea
 *heartbeat* (XCLAIM of our own running jobs, so that a long job is never taken from a live
 worker) and *metrics*. Each job runs in its own task: begin the attempt (Lua: number it,
 mark the events stream), run it with the in-process :class:`~pipeline.Worker` while a
-:class:`~pipeline._redis_publish.Publisher` writes its events, then write the result
+:class:`~pipeline.redis_jobs.publish.Publisher` writes its events, then write the result
 (Lua, exactly once, only if this attempt is still the job's current one) and XACK.
 
 ``stop()`` stops reading, lets running jobs finish for ``drain_timeout`` seconds, then
@@ -28,11 +28,12 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..client.messages import MessagesClient, RetryPolicy
+from ..client.messages import MessagesClient
+from ..client.retry import RetryPolicy, transient
 from ..errors import JobCancelledError
 from ..runtime.open import Pipeline
-from ..worker.bookkeeping import Signal, transient
 from ..worker.jobs import JobResult
+from ..worker.wakeup import Signal
 from ..worker.worker import Worker
 from .codec import BEGIN, DEFAULT_QUEUE, FAIL, FINISH, HANDBACK, Keys, decode, decode_request, error_info
 from .conn import Redis, connect, retrying, safe_url

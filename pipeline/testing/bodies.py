@@ -1,4 +1,10 @@
-"""Stream builders and the bodies made with them."""
+"""The stream builder: Anthropic Messages streaming bodies in the exact wire format.
+
+:class:`StreamBuilder` composes one message block by block and encodes it as server-sent
+events (:func:`encode_events`); :func:`json_text`, :func:`random_json_value`,
+:func:`citation` and the word list draw the seeded content the blocks carry. Ready-made
+bodies are in :mod:`.workloads`, ways to cut a body into chunks in :mod:`.chunkers`.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,15 @@ import copy
 import json
 import random
 import string
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import anyio.lowlevel
 import msgspec
 
 __all__ = [
-    "CITATION_KINDS", "PING", "PING_DATA", "Case", "Event", "StreamBuilder", "aiter_chunks", "all_bodies", "all_cases",
-    "chunk_bytes", "chunk_events", "chunk_random", "chunk_whole", "citation",
-    "citations_body", "citations_builder", "encode_events", "json_text", "mixed_body",
-    "mixed_builder", "random_json_value", "text_body", "text_builder", "thinking_body",
-    "thinking_builder", "tool_body", "tool_builder",
-]
+    "CITATION_KINDS", "PING", "PING_DATA", "WORDS", "Event", "StreamBuilder", "citation", "encode_events", "json_text",
+    "random_id", "random_json_value", "random_words",
+]  # fmt: skip
 
 Event = tuple[str | None, dict[str, Any]]
 """One SSE event: ``(event name, data payload)``; a ``None`` name omits the ``event:`` line."""
@@ -34,13 +35,16 @@ WORDS: tuple[str, ...] = (
     '"quoted"', "it's", "back\\slash", "tab\there", "\n", "\n\n", "{braces}", "[x]",
     "data:", "event:", "\\n", "1.5e3", "null", "100%", "<tag/>", "é", "ﬁ",
 )
+"""What generated text is made of: non-ASCII, emoji, quotes, escapes, newlines, SSE field names."""
 
 
-def _ident(rng: random.Random, prefix: str, n: int = 22) -> str:
+def random_id(rng: random.Random, prefix: str, n: int = 22) -> str:
+    """*prefix* and *n* random letters and digits, like the API's ids (``msg_01...``)."""
     return prefix + "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
 
 
-def _words(rng: random.Random, lo: int = 1, hi: int = 6) -> str:
+def random_words(rng: random.Random, lo: int = 1, hi: int = 6) -> str:
+    """*lo* to *hi* words of :data:`WORDS`, joined by spaces."""
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
 
 
@@ -96,10 +100,10 @@ def random_json_value(rng: random.Random, depth: int = 3) -> Any:
     if kind == 2:
         return round(rng.uniform(-1e4, 1e4), rng.randint(0, 6))
     if kind in (3, 4, 5):
-        return _words(rng, 0, 8) + rng.choice(["", '"', "\\", "\n", "é", "\u2028", "\x01", "/"])
+        return random_words(rng, 0, 8) + rng.choice(["", '"', "\\", "\n", "é", "\u2028", "\x01", "/"])
     if kind == 6:
         return [random_json_value(rng, depth - 1) for _ in range(rng.randint(0, 4))]
-    return {_words(rng, 1, 2): random_json_value(rng, depth - 1) for _ in range(rng.randint(0, 4))}
+    return {random_words(rng, 1, 2): random_json_value(rng, depth - 1) for _ in range(rng.randint(0, 4))}
 
 
 def citation(kind: str, rng: random.Random, cited_text: str = "cited text") -> dict[str, Any]:
@@ -112,11 +116,11 @@ def citation(kind: str, rng: random.Random, cited_text: str = "cited text") -> d
     """
     if kind == "web_search_result_location":
         return {"type": kind, "cited_text": cited_text, "url": f"https://example.com/{rng.randrange(999)}",
-                "title": _words(rng, 1, 3), "encrypted_index": _ident(rng, "Eo", 30)}
+                "title": random_words(rng, 1, 3), "encrypted_index": random_id(rng, "Eo", 30)}
     start = rng.randrange(100)
     unit = {"char_location": "char_index", "page_location": "page_number"}.get(kind, "block_index")
     return {"type": kind, "cited_text": cited_text, "document_index": rng.randrange(3),
-            "document_title": rng.choice([None, _words(rng, 1, 3)]),
+            "document_title": rng.choice([None, random_words(rng, 1, 3)]),
             f"start_{unit}": start, f"end_{unit}": start + rng.randint(1, 40)}
 
 
@@ -146,7 +150,7 @@ class StreamBuilder:
         usage = {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
                  "cache_read_input_tokens": 0, "output_tokens": 1, **(usage_extra or {})}
         self.message: dict[str, Any] = {
-            "id": message_id or _ident(self.rng, "msg_01"), "type": "message", "role": "assistant",
+            "id": message_id or random_id(self.rng, "msg_01"), "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage,
             **(message_extra or {})}
         self.pings, self.ping_every = pings, max(1, ping_every)
@@ -201,7 +205,7 @@ class StreamBuilder:
                 ``partial_json: ""`` (like the API) rather than none.
         """
         kind = "server_tool_use" if server else "tool_use"
-        block_id = tool_id or _ident(self.rng, "srvtoolu_01" if server else "toolu_01")
+        block_id = tool_id or random_id(self.rng, "srvtoolu_01" if server else "toolu_01")
         text = raw_json if raw_json is not None else ("" if input_obj in (None, {}) else json_text(input_obj))
         pieces: list[str] = [] if text or not empty_delta else [""]
         pos = 0
@@ -314,186 +318,3 @@ def encode_events(events: Iterable[Event]) -> bytes:
         data = PING_DATA if name == "ping" and payload == PING else msgspec.json.encode(payload)
         parts.append(b"data: " + data + b"\n\n")
     return b"".join(parts)
-
-
-# --- ready-made workloads ----------------------------------------------------------
-
-
-def text_builder(n_deltas: int = 1000, seed: int = 0) -> StreamBuilder:
-    """One text block of ``n_deltas`` deltas of 1-6 words (non-ASCII, quotes, newlines, emoji)."""
-    b = StreamBuilder(seed=seed)
-    return b.text_block([_words(b.rng) + " " for _ in range(n_deltas)])
-
-
-def _object_text(rng: random.Random, input_bytes: int) -> str:
-    parts: list[str] = []
-    size = 2
-    while size < input_bytes:
-        part = f"{_json_str(f'{_words(rng, 1, 2)} {len(parts)}', rng)}:{json_text(random_json_value(rng), rng)}"
-        parts.append(part)
-        size += len(part.encode()) + 1
-    return "{" + ",".join(parts) + "}"
-
-
-def tool_builder(input_bytes: int = 4096, seed: int = 0) -> StreamBuilder:
-    """One tool_use block whose input JSON text is about ``input_bytes`` bytes long."""
-    b = StreamBuilder(seed=seed)
-    return b.tool_use_block(raw_json=_object_text(b.rng, input_bytes))
-
-
-def thinking_builder(n_deltas: int = 200, seed: int = 0) -> StreamBuilder:
-    """A thinking block (deltas + signature_delta), then a short text block."""
-    b = StreamBuilder(seed=seed)
-    signature = "".join(b.rng.choice(string.ascii_letters + string.digits + "+/") for _ in range(344)) + "=="
-    b.thinking_block([_words(b.rng) + " " for _ in range(n_deltas)], signature)
-    return b.text_block([_words(b.rng) + " " for _ in range(max(1, n_deltas // 10))])
-
-
-def citations_builder(n_blocks: int = 50, seed: int = 0) -> StreamBuilder:
-    """Many short text blocks; half of them carry 1-2 citations of random kinds."""
-    b = StreamBuilder(seed=seed)
-    for i in range(n_blocks):
-        pieces = [_words(b.rng) for _ in range(b.rng.randint(1, 5))]
-        cites: dict[int, list[dict[str, Any]]] = {}
-        if i % 2:
-            for _ in range(b.rng.randint(1, 2)):
-                where = b.rng.randrange(-1, len(pieces))
-                cites.setdefault(where, []).append(
-                    citation(b.rng.choice(CITATION_KINDS), b.rng, _words(b.rng)))
-        b.text_block(pieces, citations=cites)
-    return b
-
-
-def mixed_builder(n_deltas: int = 50, input_bytes: int = 512, seed: int = 0) -> StreamBuilder:
-    """text -> tool_use -> text."""
-    b = StreamBuilder(seed=seed)
-    b.text_block([_words(b.rng) + " " for _ in range(n_deltas)])
-    b.tool_use_block(raw_json=_object_text(b.rng, input_bytes))
-    return b.text_block([_words(b.rng) + " " for _ in range(n_deltas)])
-
-
-def text_body(n_deltas: int = 1000, seed: int = 0) -> bytes:
-    """Encoded :func:`text_builder` body."""
-    return text_builder(n_deltas, seed).build()
-
-
-def tool_body(input_bytes: int = 4096, seed: int = 0) -> bytes:
-    """Encoded :func:`tool_builder` body (``stop_reason: tool_use``)."""
-    return tool_builder(input_bytes, seed).build(stop_reason="tool_use")
-
-
-def thinking_body(n_deltas: int = 200, seed: int = 0) -> bytes:
-    """Encoded :func:`thinking_builder` body."""
-    return thinking_builder(n_deltas, seed).build()
-
-
-def citations_body(n_blocks: int = 50, seed: int = 0) -> bytes:
-    """Encoded :func:`citations_builder` body."""
-    return citations_builder(n_blocks, seed).build()
-
-
-def mixed_body(n_deltas: int = 50, input_bytes: int = 512, seed: int = 0) -> bytes:
-    """Encoded :func:`mixed_builder` body (``stop_reason: tool_use``)."""
-    return mixed_builder(n_deltas, input_bytes, seed).build(stop_reason="tool_use")
-
-
-@dataclass(frozen=True)
-class Case:
-    """A named test body: a builder plus the keyword arguments for its ending."""
-
-    builder: StreamBuilder
-    end: Mapping[str, Any] = field(default_factory=dict)
-
-    def body(self) -> bytes:
-        """The encoded body."""
-        return self.builder.build(**self.end)
-
-    def expected_message(self) -> dict[str, Any]:
-        """The final message a correct accumulator builds."""
-        return self.builder.expected_message(**self.end)
-
-
-def all_cases(seed: int = 0) -> dict[str, Case]:
-    """Small versions of every workload plus edge cases, by name."""
-    r = random.Random(seed)
-    tool_end = {"stop_reason": "tool_use"}
-
-    def sb(**kwargs: Any) -> StreamBuilder:
-        return StreamBuilder(seed=seed, **kwargs)
-
-    server = sb().tool_use_block({"query": "weather in Zürich"}, name="web_search", server=True)
-    results = [{"type": "web_search_result", "url": f"https://example.com/{i}", "title": _words(r),
-                "encrypted_content": _ident(r, "Eq", 40), "page_age": None} for i in range(2)]
-    server.raw_block({"type": "web_search_tool_result", "tool_use_id": server.expected_content()[0]["id"],
-                      "content": results})
-    server.text_block(["It is ", "sunny."], citations={1: [citation("web_search_result_location", r, "sunny")]})
-    multi = sb().text_block(["Calling tools."])
-    for i in range(3):
-        multi.tool_use_block({"city": _words(r, 1, 2), "n": i}, name=f"tool_{i}")
-    cumulative = {"input_tokens": 42, "cache_creation_input_tokens": 7, "cache_read_input_tokens": 5,
-                  "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": 0}}
-    mystery = ({"type": "mystery_block", "foo": 1}, [{"type": "mystery_delta", "bar": "x"}])
-    return {
-        "text": Case(text_builder(20, seed)),
-        "tool": Case(tool_builder(300, seed), tool_end),
-        "thinking": Case(thinking_builder(10, seed)),
-        "citations": Case(citations_builder(6, seed)),
-        "mixed": Case(mixed_builder(5, 200, seed), tool_end),
-        "server_tool": Case(server, {"message_delta_usage": {"server_tool_use": {"web_search_requests": 1}}}),
-        "redacted_thinking": Case(sb().thinking_block(["Hmm"], "c2ln")
-                                  .redacted_thinking_block(_ident(r, "EmwKAhgB", 60)).text_block(["Done."])),
-        "empty_tool_input": Case(sb().tool_use_block(name="get_time"), tool_end),
-        "empty_tool_no_delta": Case(sb().tool_use_block(name="get_time", empty_delta=False), tool_end),
-        "multi_tool": Case(multi, tool_end),
-        "unknown_block": Case(sb().text_block(["before"]).raw_block(*mystery).text_block(["after"])),
-        "unknown_event": Case(sb().text_block(["a", "b"])
-                              .raw_event("mystery_event", {"type": "mystery_event", "x": 1}).text_block(["c"])),
-        "cumulative_usage": Case(sb().text_block(["usage"]), {"message_delta_usage": cumulative}),
-        "stop_sequence": Case(sb().text_block(["Hello", "!"]),
-                              {"stop_reason": "stop_sequence", "stop_sequence": "\n\nHuman:"}),
-        "no_pings": Case(sb(pings=False).text_block(["quiet"]), {"stop_reason": "max_tokens"}),
-    }
-
-
-def all_bodies(seed: int = 0) -> dict[str, bytes]:
-    """Encoded bodies of :func:`all_cases`, by name."""
-    return {name: case.body() for name, case in all_cases(seed).items()}
-
-
-# --- chunkers --------------------------------------------------------------------
-
-
-def chunk_whole(data: bytes) -> list[bytes]:
-    """The whole body as one chunk."""
-    return [data]
-
-
-def chunk_events(data: bytes) -> list[bytes]:
-    """One SSE event per chunk: split after each ``\\n\\n`` (any remainder is the last chunk)."""
-    parts = data.split(b"\n\n")
-    chunks = [p + b"\n\n" for p in parts[:-1]]
-    return chunks + [parts[-1]] if parts[-1] else chunks
-
-
-def chunk_bytes(data: bytes, size: int = 1) -> list[bytes]:
-    """Fixed-size chunks of ``size`` bytes (the last may be shorter)."""
-    size = max(1, size)
-    return [data[i:i + size] for i in range(0, len(data), size)]
-
-
-def chunk_random(data: bytes, seed: int, max_size: int = 64) -> list[bytes]:
-    """Chunks of random sizes in ``[1, max_size]``, cut anywhere (inside UTF-8 sequences too)."""
-    rng, out, pos = random.Random(seed), list[bytes](), 0
-    while pos < len(data):
-        size = rng.randint(1, max(1, max_size))
-        out.append(data[pos:pos + size])
-        pos += size
-    return out
-
-
-async def aiter_chunks(chunks: Iterable[bytes], *, checkpoint: bool = False) -> AsyncIterator[bytes]:
-    """Yield each chunk; with ``checkpoint=True``, ``await anyio.lowlevel.checkpoint()`` between chunks."""
-    for i, chunk in enumerate(chunks):
-        if checkpoint and i:
-            await anyio.lowlevel.checkpoint()
-        yield chunk

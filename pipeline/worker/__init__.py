@@ -33,6 +33,11 @@ the worker has stopped (they are kept until read). :meth:`Worker.shutdown` (also
 until its deadline, then cancels the rest. Leaving the block by an exception or a
 cancellation cancels every job at once.
 
+For the layers above (the Redis fleet), besides the names below: :mod:`pipeline.worker.jobs`
+(the job and result types) and :class:`pipeline.worker.wakeup.Signal` (the reusable wake-up
+call the worker's tasks share). ``bookkeeping`` is private to this layer; whether a failed
+job may run again is a retry rule, :func:`pipeline.client.retry.transient`.
+
 Rule: imports ``client``, ``runtime``, ``core``, ``errors`` and ``logs``; anyio and structlog from outside.
 """
 

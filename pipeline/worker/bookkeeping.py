@@ -1,6 +1,7 @@
-"""The bookkeeping of :class:`~pipeline.worker.Worker`: one entry per job, counters, signals.
+"""The bookkeeping of :class:`~pipeline.worker.Worker`: one entry per job, counters, results.
 
-Everything here is synchronous but :meth:`Signal.wait`; the worker calls it from its tasks.
+Private to the worker layer. Everything here is synchronous but :func:`open_request` and
+``Results.__anext__``; the worker calls them from its tasks.
 """
 
 from __future__ import annotations
@@ -17,26 +18,16 @@ import anyio
 from ..client.messages import MessagesClient
 from ..core.events import TextEvent, ThinkingEvent
 from ..core.message import Message
-from ..errors import APIConnectionError, APIError, IncompleteStreamError, JobCancelledError, PipelineError, SourceError
+from ..errors import APIError, JobCancelledError, PipelineError
 from ..runtime.open import Pipeline
 from ..runtime.stream import MessageStream
 from ..runtime.subscription import Subscription
 from .jobs import Job, JobRequest, JobResult, JobSource, WorkerStatistics
 
-__all__ = ["Collector", "Counters", "Entry", "Results", "Signal", "open_request", "transient"]
+__all__ = ["Collector", "Counters", "Entry", "Results", "open_request"]
 
 _TTFT_WINDOW: Final = 10_000  # percentiles are over the last this many streams
 _TOKENS: Final = (TextEvent, ThinkingEvent)
-_TRANSIENT_TYPES: Final = frozenset({"overloaded_error", "rate_limit_error", "api_error"})
-
-
-def transient(error: BaseException) -> bool:
-    """Whether running the job again may succeed: a connection error, a cut or truncated
-    body, a 408/409/429/5xx/529 answer, or an overloaded, rate limit or api error event."""
-    if isinstance(error, APIError):
-        status = error.status_code
-        return error.error_type in _TRANSIENT_TYPES or (status is not None and (status in (408, 409) or status >= 500))
-    return isinstance(error, APIConnectionError | SourceError | IncompleteStreamError)
 
 
 async def open_request(
@@ -62,27 +53,6 @@ async def open_request(
     if inspect.isawaitable(source):
         source = await source
     return config.open_stream(source, subscribers=subscribers)
-
-
-@final
-class Signal:
-    """A reusable wake-up call: ``wait()`` returns at the next ``set()`` (a ``set()`` with
-    nobody waiting is forgotten: callers check their condition before waiting)."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event: anyio.Event | None = None  # made in async context, when first waited on
-
-    def set(self) -> None:
-        if self._event is not None:
-            self._event.set()
-
-    async def wait(self) -> None:
-        """Wait for the next ``set()``. Cancellation: nothing to undo."""
-        if self._event is None or self._event.is_set():
-            self._event = anyio.Event()
-        await self._event.wait()
 
 
 @final

@@ -14,13 +14,15 @@ import anyio.lowlevel
 import structlog
 from anyio.abc import TaskGroup
 
-from ..client.messages import MessagesClient, RetryPolicy
+from ..client.messages import MessagesClient
+from ..client.retry import RetryPolicy, transient
 from ..core.message import Message
 from ..errors import JobCancelledError, WorkerClosedError
 from ..runtime.open import Pipeline
 from ..runtime.subscription import Subscription
-from .bookkeeping import Collector, Counters, Entry, Results, Signal, open_request, transient
+from .bookkeeping import Collector, Counters, Entry, Results, open_request
 from .jobs import Job, JobRequest, JobResult, JobSource, ShutdownReport, WorkerStatistics
+from .wakeup import Signal
 
 __all__ = ["Job", "JobRequest", "JobResult", "JobSource", "ShutdownReport", "Worker", "WorkerStatistics"]
 
