@@ -214,152 +214,153 @@ def test_the_table_names_only_its_own_layers() -> None:
 
 FACE = ", ".join(PUBLIC_FACE)
 TYPE_CHECKED_ANYIO = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from anyio.abc import TaskGroup\n"
+# (id, files of the fake tree, what violations() reports): one forbidden import each, or none
 CASES = [
-    pytest.param(
+    (
+        "core-imports-anyio",
         {"pipeline/core/x.py": "import anyio\n"},
         ["pipeline/core/x.py:1 imports anyio (anyio is forbidden in core at run time)"],
-        id="core-imports-anyio",
     ),
-    pytest.param(
+    (
+        "core-imports-runtime",
         {"pipeline/core/x.py": '"""Doc."""\n\nfrom ..runtime.bus import EVERY_EVENT\n'},
         ["pipeline/core/x.py:3 imports pipeline.runtime.bus (core may import errors)"],
-        id="core-imports-runtime",
     ),
-    pytest.param(
+    (
+        "core-imports-itself-and-errors",
         {
             "pipeline/core/__init__.py": "from . import x\nfrom .x import y\n",
             "pipeline/core/x.py": "from ..errors import E\n",
         },
         [],
-        id="core-imports-itself-and-errors",
     ),
-    pytest.param(
+    (
+        "stages-imports-anyio-at-run-time",
         {"pipeline/stages/x.py": "import anyio.abc\n"},
         ["pipeline/stages/x.py:1 imports anyio.abc (anyio is forbidden in stages at run time)"],
-        id="stages-imports-anyio-at-run-time",
     ),
-    pytest.param({"pipeline/stages/x.py": TYPE_CHECKED_ANYIO}, [], id="stages-imports-anyio-for-typing"),
-    pytest.param(
+    ("stages-imports-anyio-for-typing", {"pipeline/stages/x.py": TYPE_CHECKED_ANYIO}, []),
+    (
+        "stages-imports-anyio-under-typing.TYPE_CHECKING",
         {"pipeline/stages/x.py": "import typing\n\nif typing.TYPE_CHECKING:\n    import anyio\n"},
         [],
-        id="stages-imports-anyio-under-typing.TYPE_CHECKING",
     ),
-    pytest.param(
+    (
+        "stages-imports-anyio-in-the-else-of-TYPE_CHECKING",
         {"pipeline/stages/x.py": "import typing\n\nif typing.TYPE_CHECKING:\n    pass\nelse:\n    import anyio\n"},
         ["pipeline/stages/x.py:6 imports anyio (anyio is forbidden in stages at run time)"],
-        id="stages-imports-anyio-in-the-else-of-TYPE_CHECKING",
     ),
-    pytest.param(
+    (
+        "stages-imports-the-root-face",
         {"pipeline/stages/x.py": "from .. import __version__\n"},
         ["pipeline/stages/x.py:1 imports pipeline (stages may import core, providers, errors)"],
-        id="stages-imports-the-root-face",
     ),
-    pytest.param(
+    (
+        "runtime-imports-httpx-lazily",
         {"pipeline/runtime/x.py": "def f() -> None:\n    import httpx\n"},
         ["pipeline/runtime/x.py:2 imports httpx (httpx is forbidden in runtime at run time)"],
-        id="runtime-imports-httpx-lazily",
     ),
-    pytest.param(
+    (
+        "providers-imports-testing",
         {"pipeline/providers/x.py": "from .. import testing\n", "pipeline/testing/__init__.py": ""},
         ["pipeline/providers/x.py:1 imports pipeline.testing (providers may import core, errors)"],
-        id="providers-imports-testing",
     ),
-    pytest.param(
+    (
+        "errors-imports-core-at-run-time",
         {"pipeline/errors.py": "from .core.message import Message\n"},
         ["pipeline/errors.py:1 imports pipeline.core.message (errors may import nothing of pipeline)"],
-        id="errors-imports-core-at-run-time",
     ),
-    pytest.param(
+    (
+        "errors-imports-core-for-typing",
         {"pipeline/errors.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .core import message\n"},
         [],
-        id="errors-imports-core-for-typing",
     ),
-    pytest.param(
+    (
+        "testing-imports-anyio.lowlevel",
         {"pipeline/testing/x.py": "import anyio.lowlevel\nfrom anyio import lowlevel\nfrom anyio.lowlevel import f\n"},
         [],
-        id="testing-imports-anyio.lowlevel",
     ),
-    pytest.param(
+    (
+        "testing-imports-the-rest-of-anyio",
         {"pipeline/testing/x.py": "from anyio import sleep\n"},
         [
             "pipeline/testing/x.py:1 imports anyio"
             " (anyio is forbidden in testing at run time; only anyio.lowlevel is allowed)"
         ],
-        id="testing-imports-the-rest-of-anyio",
     ),
-    pytest.param(
+    (
+        "worker-imports-coredis",
         {"pipeline/worker/x.py": "import coredis\n"},
         ["pipeline/worker/x.py:1 imports coredis (coredis is allowed only in redis_jobs)"],
-        id="worker-imports-coredis",
     ),
-    pytest.param(
+    (
+        "cli-imports-coredis",
         {"pipeline/cli/x.py": "from coredis import Redis\n"},
         ["pipeline/cli/x.py:1 imports coredis (coredis is allowed only in redis_jobs)"],
-        id="cli-imports-coredis",
     ),
-    pytest.param(
+    (
+        "relay-imports-coredis",
         {"pipeline/relay/x.py": "import coredis\n"},
         ["pipeline/relay/x.py:1 imports coredis (coredis is allowed only in redis_jobs)"],
-        id="relay-imports-coredis",
     ),
-    pytest.param(
+    (
+        "redis_jobs-imports-coredis",
         {"pipeline/redis_jobs/x.py": "try:\n    import coredis\nexcept ImportError:\n    raise\n"},
         [],
-        id="redis_jobs-imports-coredis",
     ),
-    pytest.param(
+    (
+        "plugin-imports-core",
         {"plugins/x.py": "from pipeline.core.events import TextEvent\n"},
         [f"plugins/x.py:1 imports pipeline.core.events (plugins may import only the public face: {FACE})"],
-        id="plugin-imports-core",
     ),
-    pytest.param(
+    (
+        "plugin-imports-core-from-the-face",
         {"plugins/x.py": "from pipeline import core\n", "pipeline/core/__init__.py": ""},
         [f"plugins/x.py:1 imports pipeline.core (plugins may import only the public face: {FACE})"],
-        id="plugin-imports-core-from-the-face",
     ),
-    pytest.param(
+    (
+        "plugin-imports-a-private-name",
         {"plugins/x.py": "from pipeline.testing import _private\n"},
         [f"plugins/x.py:1 imports pipeline.testing (plugins may import only the public face: {FACE})"],
-        id="plugin-imports-a-private-name",
     ),
-    pytest.param(
+    (
+        "plugin-imports-the-public-face",
         {
             "plugins/x.py": "import pipeline\nfrom pipeline import TextEvent, errors\nfrom . import y\n"
             "from pipeline.providers.anthropic import AnthropicParser\nfrom pipeline.testing import Body\n",
             "pipeline/errors.py": "",
         },
         [],
-        id="plugin-imports-the-public-face",
     ),
-    pytest.param(
+    (
+        "plugin-imports-a-module-inside-a-public-package",
         {"plugins/x.py": "from pipeline.testing import bodies\n", "pipeline/testing/bodies.py": ""},
         [f"plugins/x.py:1 imports pipeline.testing.bodies (plugins may import only the public face: {FACE})"],
-        id="plugin-imports-a-module-inside-a-public-package",
     ),
-    pytest.param(
+    (
+        "cli-module-other-than-demo-imports-plugins",
         {"pipeline/cli/main.py": "from plugins.console import ConsolePrinter\n"},
         ["pipeline/cli/main.py:1 imports plugins.console (only pipeline/cli/demo.py may import plugins)"],
-        id="cli-module-other-than-demo-imports-plugins",
     ),
-    pytest.param(
+    (
+        "cli-demo-imports-plugins",
         {"pipeline/cli/demo.py": "from plugins.console import ConsolePrinter\nfrom ..runtime import bus\n"},
         [],
-        id="cli-demo-imports-plugins",
     ),
-    pytest.param(
+    (
+        "unknown-folder",
         {"pipeline/mystery/x.py": "import os\n", "pipeline/mystery/y.py": "import os\n"},
         ["pipeline/mystery/ is in no layer: add it to LAYERS in tests/test_layers.py"],
-        id="unknown-folder",
     ),
-    pytest.param(
+    (
+        "unknown-top-level-module",
         {"pipeline/encode.py": "import os\n"},
         ["pipeline/encode.py is in no layer: add it to LAYERS in tests/test_layers.py"],
-        id="unknown-top-level-module",
     ),
 ]
 
 
-@pytest.mark.parametrize(("files", "expected"), CASES)
+@pytest.mark.parametrize(("files", "expected"), [pytest.param(f, e, id=i) for i, f, e in CASES])
 def test_violations_reports_exactly_the_breach(tmp_path: Path, files: dict[str, str], expected: list[str]) -> None:
     """violations() reports each forbidden import of a fake tree, and nothing that is allowed."""
     for name, text in files.items():

@@ -191,7 +191,7 @@ async def run(args: argparse.Namespace) -> None:
 async def serve_fake(args: argparse.Namespace) -> None:
     """Run the fake server until interrupted."""
     from .. import testing  # noqa: PLC0415
-    from ..fake_server.server import FakeServer, Script  # noqa: PLC0415
+    from ..fake_server import FakeServer, Script  # noqa: PLC0415
 
     scripts = None
     if args.script or args.rate:

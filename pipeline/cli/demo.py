@@ -19,7 +19,7 @@ from plugins.metrics import StreamMetrics, summarize
 
 from ..client import MessagesClient, RetryPolicy
 from ..errors import PipelineError
-from ..fake_server.server import FakeServer, ReceivedRequest, Script
+from ..fake_server import FakeServer, ReceivedRequest, Script
 
 __all__ = ["run_demo"]
 

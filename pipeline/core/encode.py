@@ -5,8 +5,8 @@ one shape: the Redis publisher (:mod:`pipeline.redis_jobs`, one JSON list per ev
 today; a browser relay, the fake server and :mod:`pipeline.testing` are to share it.
 
 * :func:`event_dict` is one event as a dict: its ``to_dict()`` (the SDK's shape) without
-  the ``snapshot`` of :class:`~.events.TextEvent`, :class:`~.events.ThinkingEvent`,
-  :class:`~.events.InputJsonEvent` and :class:`~.events.CitationEvent`.
+  the ``snapshot`` of a :class:`~.events.SnapshotEvent` (text, thinking, input JSON and
+  citation events), which says its own shape (``without_snapshot()``).
 * :func:`encode_derived` is a batch of events as the bytes of one JSON list of those dicts.
 
 Snapshots are left out because each one holds the whole block so far: sending one with
@@ -21,33 +21,23 @@ Sans-IO: imports the event vocabulary and msgspec only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
 
-from .events import CitationEvent, DerivedEvent, InputJsonEvent, TextEvent, ThinkingEvent
+from .events import DerivedEvent, SnapshotEvent
 
 __all__ = ["encode_derived", "event_dict"]
 
 _encode: Final = msgspec.json.Encoder().encode
 
-# The events whose to_dict() carries a snapshot, and their dict without it.
-_WITHOUT_SNAPSHOT: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
-    TextEvent: lambda e: {"type": "text", "text": e.text},
-    ThinkingEvent: lambda e: {"type": "thinking", "thinking": e.thinking},
-    InputJsonEvent: lambda e: {"type": "input_json", "partial_json": e.partial_json},
-    CitationEvent: lambda e: {"type": "citation", "citation": dict(e.citation)},
-}
-
 
 def event_dict(event: DerivedEvent) -> dict[str, Any]:
     """Return *event* as a portable dict: ``event.to_dict()`` without its ``snapshot``."""
-    without = _WITHOUT_SNAPSHOT.get(type(event))
-    return without(event) if without is not None else event.to_dict()
+    return event.without_snapshot() if isinstance(event, SnapshotEvent) else event.to_dict()
 
 
 def encode_derived(events: Iterable[DerivedEvent]) -> bytes:
     """Encode *events* as one JSON list of their :func:`event_dict` dicts."""
-    table = _WITHOUT_SNAPSHOT
-    return _encode([(table[type(e)](e) if type(e) in table else e.to_dict()) for e in events])
+    return _encode([event_dict(event) for event in events])

@@ -44,6 +44,7 @@ __all__ = [
     "RawEvent",
     "RawMessageStopEvent",
     "SignatureDelta",
+    "SnapshotEvent",
     "SignatureEvent",
     "TextDelta",
     "TextEvent",
@@ -259,7 +260,30 @@ RawEvent = Union[WireEvent, UnknownEvent]
 # ---------------------------------------------------------------------------- derived events
 
 
-class TextEvent(Event, frozen=True, kw_only=False, tag="text"):
+class SnapshotEvent(Event, frozen=True, kw_only=False):
+    """A derived event with a lazy ``snapshot`` (text, input JSON, citations, thinking).
+
+    Its ``to_dict()`` is :meth:`without_snapshot` plus the snapshot, so the SDK's shape and
+    the portable one (:mod:`pipeline.core.encode`, which leaves snapshots out) are written
+    once, here.
+    """
+
+    @property
+    def snapshot(self) -> Any:
+        """The block's state up to and including this event (computed when read)."""
+        raise NotImplementedError
+
+    def without_snapshot(self) -> dict[str, Any]:
+        """Return the event as a dict without its ``snapshot``."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.without_snapshot()
+        out["snapshot"] = self.snapshot
+        return out
+
+
+class TextEvent(SnapshotEvent, frozen=True, kw_only=False, tag="text"):
     """Text was added to a text block. ``snapshot`` is the block's text so far (lazy)."""
 
     text: str
@@ -271,14 +295,14 @@ class TextEvent(Event, frozen=True, kw_only=False, tag="text"):
         """The whole text of the block up to and including this delta."""
         return self._pieces.upto(self._end)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "text", "text": self.text, "snapshot": self.snapshot}
+    def without_snapshot(self) -> dict[str, Any]:
+        return {"type": "text", "text": self.text}
 
     def __repr__(self) -> str:
         return f"TextEvent(text={self.text!r})"
 
 
-class InputJsonEvent(Event, frozen=True, kw_only=False, tag="input_json"):
+class InputJsonEvent(SnapshotEvent, frozen=True, kw_only=False, tag="input_json"):
     """A piece of tool input JSON arrived. ``snapshot`` is the partial input (lazy)."""
 
     partial_json: str
@@ -291,14 +315,14 @@ class InputJsonEvent(Event, frozen=True, kw_only=False, tag="input_json"):
         """The tool input parsed so far, in jiter's partial mode (as the SDK does)."""
         return self._pieces.parsed(self._end, self._start)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "input_json", "partial_json": self.partial_json, "snapshot": self.snapshot}
+    def without_snapshot(self) -> dict[str, Any]:
+        return {"type": "input_json", "partial_json": self.partial_json}
 
     def __repr__(self) -> str:
         return f"InputJsonEvent(partial_json={self.partial_json!r})"
 
 
-class CitationEvent(Event, frozen=True, kw_only=False, tag="citation"):
+class CitationEvent(SnapshotEvent, frozen=True, kw_only=False, tag="citation"):
     """A citation was added to a text block. ``snapshot`` lists the block's citations."""
 
     citation: dict[str, Any]
@@ -310,14 +334,14 @@ class CitationEvent(Event, frozen=True, kw_only=False, tag="citation"):
         """Every citation of the block up to and including this one."""
         return self._citations.upto(self._n)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "citation", "citation": dict(self.citation), "snapshot": self.snapshot}
+    def without_snapshot(self) -> dict[str, Any]:
+        return {"type": "citation", "citation": dict(self.citation)}
 
     def __repr__(self) -> str:
         return f"CitationEvent(citation={self.citation!r})"
 
 
-class ThinkingEvent(Event, frozen=True, kw_only=False, tag="thinking"):
+class ThinkingEvent(SnapshotEvent, frozen=True, kw_only=False, tag="thinking"):
     """Thinking text was added. ``snapshot`` is the block's thinking so far (lazy)."""
 
     thinking: str
@@ -329,8 +353,8 @@ class ThinkingEvent(Event, frozen=True, kw_only=False, tag="thinking"):
         """The whole thinking text of the block up to and including this delta."""
         return self._pieces.upto(self._end)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "thinking", "thinking": self.thinking, "snapshot": self.snapshot}
+    def without_snapshot(self) -> dict[str, Any]:
+        return {"type": "thinking", "thinking": self.thinking}
 
     def __repr__(self) -> str:
         return f"ThinkingEvent(thinking={self.thinking!r})"

@@ -17,12 +17,11 @@ Rule: imports ``testing``, ``core`` and ``errors``; anyio and h11 from outside.
 
 from __future__ import annotations
 
-from .server import (
+from .protocol import (
     ERROR_EVENT,
     GARBAGE_DATA,
     GARBAGE_LINES,
     TRUNCATED_UTF8,
-    FakeServer,
     FakeServerStatistics,
     ReceivedRequest,
     Script,
@@ -31,6 +30,7 @@ from .server import (
     split_events,
     workload_for,
 )
+from .server import FakeServer
 
 __all__ = [
     "ERROR_EVENT",

@@ -24,6 +24,30 @@ from ..testing import (
     tool_builder,
 )
 
+__all__ = [
+    "BodyPlan",
+    "ERROR_EVENT",
+    "ERROR_MESSAGES",
+    "ERROR_TYPES",
+    "FakeServerStatistics",
+    "GARBAGE_DATA",
+    "GARBAGE_LINES",
+    "MAX_REQUEST_BYTES",
+    "MESSAGES_PATH",
+    "ReceivedRequest",
+    "Script",
+    "TRUNCATED_UTF8",
+    "error_json",
+    "generate_body",
+    "last_user_text",
+    "plan_body",
+    "reason_phrase",
+    "received_request",
+    "split_events",
+    "validate",
+    "workload_for",
+]
+
 ERROR_EVENT: Final = (
     b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
 )
@@ -39,11 +63,11 @@ TRUNCATED_UTF8: Final = (
 MESSAGES_PATH: Final = "/v1/messages"
 MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
 _EVENT_END: Final = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_ERROR_TYPES: Final = {
+ERROR_TYPES: Final = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
 }
-_ERROR_MESSAGES: Final = {
+ERROR_MESSAGES: Final = {
     "overloaded_error": "Overloaded", "rate_limit_error": "Rate limit exceeded",
     "api_error": "Internal server error", "not_found_error": "Not Found",
 }
@@ -187,7 +211,7 @@ def split_events(body: bytes) -> list[bytes]:
 
 @final
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class BodyPlan:
     """What to send for one stream: chunks, the interval between them, how it ends."""
 
     chunks: list[bytes]
@@ -196,7 +220,7 @@ class _Plan:
     error_event: bool
 
 
-def _plan(script: Script, body: bytes) -> _Plan:
+def plan_body(script: Script, body: bytes) -> BodyPlan:
     events, abrupt = split_events(body), False
     if script.inject is not None:
         at, data = script.inject
@@ -209,13 +233,13 @@ def _plan(script: Script, body: bytes) -> _Plan:
             events.append(rest[0][:max(1, len(rest[0]) // 2)])
     error_event = script.error_event_after is not None and ERROR_EVENT in events
     if script.events_per_second:
-        return _Plan(events, 1.0 / script.events_per_second, abrupt, error_event)
+        return BodyPlan(events, 1.0 / script.events_per_second, abrupt, error_event)
     data = b"".join(events)
     if script.drip_bytes:
-        return _Plan(chunk_bytes(data, script.drip_bytes), script.drip_delay, abrupt, error_event)
+        return BodyPlan(chunk_bytes(data, script.drip_bytes), script.drip_delay, abrupt, error_event)
     if script.chunk_size:
-        return _Plan(chunk_bytes(data, script.chunk_size), 0.0, abrupt, error_event)
-    return _Plan(events, 0.0, abrupt, error_event)
+        return BodyPlan(chunk_bytes(data, script.chunk_size), 0.0, abrupt, error_event)
+    return BodyPlan(events, 0.0, abrupt, error_event)
 
 
 # --- validation --------------------------------------------------------------------
@@ -261,7 +285,7 @@ def _check_body(body: Any) -> str | None:
     return None
 
 
-def _validate(request: ReceivedRequest, api_key: str | None) -> _Problem | None:
+def validate(request: ReceivedRequest, api_key: str | None) -> _Problem | None:
     problem = _check_route(request, api_key)
     if problem is None and request.json is None:
         problem = 400, "invalid_request_error", "request body: not valid JSON"
@@ -270,7 +294,7 @@ def _validate(request: ReceivedRequest, api_key: str | None) -> _Problem | None:
     return problem
 
 
-def _received(event: h11.Request, content: bytes) -> ReceivedRequest:
+def received_request(event: h11.Request, content: bytes) -> ReceivedRequest:
     headers: dict[str, str] = {}
     for name, value in event.headers:
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
@@ -283,7 +307,7 @@ def _received(event: h11.Request, content: bytes) -> ReceivedRequest:
     return ReceivedRequest(event.method.decode("latin-1"), path, headers, body, content, query)
 
 
-def _reason(status: int) -> bytes:
+def reason_phrase(status: int) -> bytes:
     if status == 529:
         return b"Overloaded"
     try:
@@ -292,7 +316,7 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-def _error_json(error_type: str, message: str, request_id: str) -> bytes:
+def error_json(error_type: str, message: str, request_id: str) -> bytes:
     error = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
     return json.dumps(error, separators=(",", ":")).encode()
 

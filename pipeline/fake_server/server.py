@@ -2,60 +2,48 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import random
 import string
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Final, final
+from typing import Final, Literal, final
 
 import anyio
 import h11
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
 from .protocol import (
-    _ERROR_MESSAGES,
-    _ERROR_TYPES,
-    ERROR_EVENT,
-    GARBAGE_DATA,
-    GARBAGE_LINES,
+    ERROR_MESSAGES,
+    ERROR_TYPES,
     MAX_REQUEST_BYTES,
-    TRUNCATED_UTF8,
+    BodyPlan,
     FakeServerStatistics,
     ReceivedRequest,
     Script,
-    _error_json,
-    _Plan,
-    _plan,
-    _reason,
-    _received,
-    _validate,
+    error_json,
     generate_body,
     last_user_text,
-    split_events,
-    workload_for,
+    plan_body,
+    reason_phrase,
+    received_request,
+    validate,
 )
 
-__all__ = ["ERROR_EVENT", "GARBAGE_DATA", "GARBAGE_LINES", "TRUNCATED_UTF8", "FakeServer", "FakeServerStatistics",
-           "ReceivedRequest", "Script", "generate_body",
-           "last_user_text", "split_events", "workload_for"]
+__all__ = ["FakeServer"]
 
 _WRITE_BATCH: Final = 16 * 1024  # unpaced chunks are coalesced into socket writes of about this size
 _GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
 
-@dataclass(slots=True)
-class _Counters:
-    requests: int = 0
-    streams_started: int = 0
-    streams_completed: int = 0
-    streams_cut: int = 0
-    client_disconnects: int = 0
-    errors_sent: int = 0
-    connections: int = 0
+Counter = Literal[
+    "requests", "streams_started", "streams_completed", "streams_cut", "client_disconnects", "errors_sent",
+    "connections",
+]  # fmt: skip
+"""The name of a counter: a field of :class:`FakeServerStatistics`."""
 
 
 # --- connections -------------------------------------------------------------------
@@ -85,7 +73,7 @@ class _Connection:
             except h11.RemoteProtocolError as exc:  # answer a malformed request, then close
                 if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     status = exc.error_status_hint
-                    error_type = _ERROR_TYPES.get(status, "invalid_request_error")
+                    error_type = ERROR_TYPES.get(status, "invalid_request_error")
                     await self.send_error(status, error_type, f"malformed request: {exc}", self._server._request_id())
 
     async def _read_request(self) -> tuple[h11.Request, bytes] | None:
@@ -124,21 +112,21 @@ class _Connection:
         self, status: int, error_type: str, message: str, request_id: str, retry_after: float | None = None
     ) -> None:
         """Answer with the API's JSON error shape."""
-        body = _error_json(error_type, message, request_id)
+        body = error_json(error_type, message, request_id)
         headers = [("content-type", "application/json"), ("content-length", str(len(body))),
                    ("request-id", request_id)]
         if retry_after is not None:
             headers.append(("retry-after", f"{retry_after:g}"))
         if status == 405:
             headers.append(("allow", "POST"))
-        events = [h11.Response(status_code=status, headers=headers, reason=_reason(status)),
+        events = [h11.Response(status_code=status, headers=headers, reason=reason_phrase(status)),
                   *([] if self._head else [h11.Data(data=body)]), h11.EndOfMessage()]
         await self._stream.send(b"".join(self._h11.send(event) or b"" for event in events))
-        self._server._stats.errors_sent += 1
+        self._server.count("errors_sent")
 
-    async def stream(self, plan: _Plan, request_id: str) -> bool:
+    async def stream(self, plan: BodyPlan, request_id: str) -> bool:
         """Stream a body as planned; return whether the connection may serve another request."""
-        self._server._stats.streams_started += 1
+        self._server.count("streams_started")
         headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache"),
                    ("request-id", request_id), ("transfer-encoding", "chunked")]
         head = h11.Response(status_code=200, headers=headers, reason=b"OK")
@@ -150,7 +138,7 @@ class _Connection:
             return False
         return True
 
-    async def _send_watched(self, head: h11.Response, plan: _Plan) -> bool:
+    async def _send_watched(self, head: h11.Response, plan: BodyPlan) -> bool:
         """Send the head and the body while watching for the client going away.
 
         Returns:
@@ -166,7 +154,7 @@ class _Connection:
             tg.cancel_scope.cancel()
         return sent
 
-    async def _send_chunks(self, head: h11.Response, plan: _Plan) -> None:
+    async def _send_chunks(self, head: h11.Response, plan: BodyPlan) -> None:
         # Paced or dripped chunks are written one by one on a schedule (so that pacing does
         # not drift); otherwise they are coalesced into socket writes of about _WRITE_BATCH.
         # The terminating chunk goes out with the last chunk, so a complete body is one that
@@ -184,13 +172,10 @@ class _Connection:
             buffer += self._h11.send(h11.EndOfMessage()) or b""
         await self._stream.send(bytes(buffer))
 
-    def _count_sent(self, plan: _Plan) -> None:
-        stats = self._server._stats
-        stats.errors_sent += int(plan.error_event)
-        if plan.abrupt:
-            stats.streams_cut += 1
-        else:
-            stats.streams_completed += 1
+    def _count_sent(self, plan: BodyPlan) -> None:
+        server = self._server
+        server.count("errors_sent", int(plan.error_event))
+        server.count("streams_cut" if plan.abrupt else "streams_completed")
 
     async def _watch(self, scope: anyio.CancelScope) -> None:
         # Bytes of a pipelined next request are kept by h11 for the next cycle.
@@ -239,7 +224,7 @@ class FakeServer:
         self._ids = random.Random(seed)
         self._url: str | None = None
         self._tg: TaskGroup | None = None
-        self._stats = _Counters()
+        self._stats: collections.Counter[str] = collections.Counter()  # written by count() only
         self._scripted = 0
         self._changed: anyio.Event | None = None
         self.requests: deque[ReceivedRequest] = deque(maxlen=keep_requests)
@@ -296,13 +281,17 @@ class FakeServer:
             task_status.started(self._url)
             await listener.serve(self._handle, task_group=tg)
 
+    def count(self, counter: Counter, n: int = 1) -> None:
+        """Add *n* to one of the counters that :meth:`statistics` reports."""
+        self._stats[counter] += n
+
     def statistics(self) -> FakeServerStatistics:
         """A snapshot of the counters."""
-        return FakeServerStatistics(**asdict(self._stats))
+        return FakeServerStatistics(**self._stats)
 
     async def wait_client_disconnect(self, n: int = 1) -> None:
         """Wait until at least *n* client disconnects mid-body were observed."""
-        while self._stats.client_disconnects < n:
+        while self._stats["client_disconnects"] < n:
             if self._changed is None:
                 self._changed = anyio.Event()
             await self._changed.wait()
@@ -310,7 +299,7 @@ class FakeServer:
     # ------------------------------------------------------------------ internals
 
     def _client_disconnected(self) -> None:
-        self._stats.client_disconnects += 1
+        self.count("client_disconnects")
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
@@ -319,7 +308,7 @@ class FakeServer:
         return given or "req_011" + "".join(self._ids.choices(string.ascii_letters + string.digits, k=21))
 
     async def _handle(self, stream: SocketStream) -> None:
-        self._stats.connections += 1
+        self.count("connections")
         async with stream:
             await _Connection(self, stream).run()
 
@@ -332,10 +321,10 @@ class FakeServer:
         return (self._scripts[min(number, len(self._scripts) - 1)] if self._scripts else Script()), number
 
     async def _answer(self, conn: _Connection, event: h11.Request, content: bytes) -> bool:
-        request = _received(event, content)
+        request = received_request(event, content)
         self.requests.append(request)
-        self._stats.requests += 1
-        problem = _validate(request, self._api_key)
+        self.count("requests")
+        problem = validate(request, self._api_key)
         if problem is not None:
             await conn.send_error(*problem, self._request_id())
             return True
@@ -345,12 +334,12 @@ class FakeServer:
             return False  # the connection closes with no answer
         if script.status != 200:
             default = "api_error" if script.status >= 500 else "invalid_request_error"
-            error_type = script.error_type or _ERROR_TYPES.get(script.status, default)
-            message = _ERROR_MESSAGES.get(error_type, error_type.replace("_", " "))
+            error_type = script.error_type or ERROR_TYPES.get(script.status, default)
+            message = ERROR_MESSAGES.get(error_type, error_type.replace("_", " "))
             await conn.send_error(script.status, error_type, message, request_id, script.retry_after)
             return True
         body = script.body
         if body is None:
             prompt = last_user_text(request.json["messages"])
             body = generate_body(request.json["model"], prompt, self._seed + number)
-        return await conn.stream(_plan(script, body), request_id)
+        return await conn.stream(plan_body(script, body), request_id)
