@@ -41,18 +41,10 @@ LAYERS: dict[str, Layer] = {
         ("core", "providers", "errors"), ("anyio", "trio", "asyncio", "httpx", "h11", "structlog", "coredis")
     ),
     "runtime": Layer(("stages", "providers", "core", "errors"), ("httpx", "h11", "coredis", "trio", "asyncio")),
-    "client": Layer(
-        ("runtime", "stages", "providers", "core", "errors", "logs"), ("coredis", "trio", "h11", "asyncio")
-    ),
-    "worker": Layer(
-        ("client", "runtime", "stages", "providers", "core", "errors", "logs"), ("coredis", "trio", "httpx", "asyncio")
-    ),
-    "redis_jobs": Layer(
-        ("worker", "client", "runtime", "stages", "providers", "core", "errors", "logs"), ("trio", "asyncio")
-    ),
-    "relay": Layer(
-        ("worker", "client", "runtime", "stages", "providers", "core", "errors", "logs"), ("coredis", "trio", "asyncio")
-    ),
+    "client": Layer(("runtime", "core", "errors"), ("coredis", "trio", "h11", "asyncio")),
+    "worker": Layer(("client", "runtime", "core", "errors", "logs"), ("coredis", "trio", "httpx", "asyncio")),
+    "redis_jobs": Layer(("worker", "client", "runtime", "core", "errors", "logs"), ("trio", "asyncio")),
+    "relay": Layer(("worker", "client", "runtime", "core", "errors", "logs"), ("coredis", "trio", "asyncio")),
     "cli": Layer(None),
     "pipeline": Layer(None),  # the root face, pipeline/__init__.py
     "__main__": Layer(None),

@@ -5,8 +5,8 @@ text, thinking and tool-input pieces are appended to per-block lists (never re-j
 delta); a tool block's input JSON is parsed once, with jiter, when the block stops; a
 ``message_delta`` overwrites stop fields and cumulative usage as the SDK does. Every raw
 event passes through, except that the wire ``content_block_stop`` and ``message_stop`` are
-replaced by :class:`~pipeline.events.ContentBlockStopEvent` (with the finished block) and
-:class:`~pipeline.events.MessageStopEvent` (with the final message).
+replaced by :class:`~pipeline.core.events.ContentBlockStopEvent` (with the finished block) and
+:class:`~pipeline.core.events.MessageStopEvent` (with the final message).
 
 Where the SDK is silent on a broken stream we raise a typed error, always with the partial
 message: an event before ``message_start``, a delta for a block that does not exist or has

@@ -1,13 +1,13 @@
 """The Anthropic Messages API wire format: SSE bytes -> typed raw events (sans-IO).
 
-The common case costs one msgspec decode into the tagged :data:`~pipeline.events.WireEvent`
+The common case costs one msgspec decode into the tagged :data:`~pipeline.core.events.WireEvent`
 union per event. Only when that fails do we look closer: an unknown event or delta type
-becomes :class:`~pipeline.events.UnknownEvent` / :class:`~pipeline.events.UnknownDelta`
+becomes :class:`~pipeline.core.events.UnknownEvent` / :class:`~pipeline.core.events.UnknownDelta`
 (the API adds types often, and a new one must never break a stream); anything else is a
 :class:`~pipeline.errors.DecodeError` naming the event and quoting the payload.
 
 As in the official SDK, frames named ``ping``, frames without a name and frames with empty
-data are skipped, an ``event: error`` always becomes an :class:`~pipeline.events.ErrorEvent`,
+data are skipped, an ``event: error`` always becomes an :class:`~pipeline.core.events.ErrorEvent`,
 and every other frame is decoded by its data's ``type``, whatever its name.
 """
 
@@ -44,7 +44,7 @@ def decode_frame(frame: SSEFrame) -> RawEvent | None:
     """Decode one SSE frame into a raw event, or ``None`` for a frame the SDK would skip.
 
     Like the SDK: a frame named ``ping`` or without a name is skipped whatever its data, an
-    ``event: error`` always becomes an :class:`~pipeline.events.ErrorEvent` (even without
+    ``event: error`` always becomes an :class:`~pipeline.core.events.ErrorEvent` (even without
     data), a frame with empty data is skipped, and any other frame is decoded by its data's
     ``type``, whatever its name.
 

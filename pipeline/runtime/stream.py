@@ -474,7 +474,7 @@ class MessageStream:
         buffer: int = 16,
         errors: OnFailure = "propagate",
     ) -> None:
-        """Attach a subscriber object (see :mod:`pipeline.bus` for callbacks and options).
+        """Attach a subscriber object (see :mod:`pipeline.runtime.subscription` for callbacks and options).
 
         A sync subscriber may be attached at any time and gets the events published from
         then on. An async subscriber runs in a task of the stream's task group: attach it
