@@ -40,7 +40,8 @@ stream with its last error, which becomes its result. Redis errors are retried w
 backoff; every write is safe to repeat, so a Redis restart loses nothing (with
 ``appendonly yes``) and completes nothing twice.
 
-Rule: the only layer that imports coredis; above ``worker``, ``client``, ``runtime`` and ``core``.
+Rule: the only layer that imports coredis; it imports ``worker``, ``client``, ``runtime``,
+``core``, ``errors`` and ``logs`` (tests/test_layers.py).
 """
 
 from __future__ import annotations
