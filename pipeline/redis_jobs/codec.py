@@ -28,8 +28,8 @@ from ..errors import APIError, PipelineError
 from ..worker.jobs import JobRequest
 
 __all__ = [
-    "BEGIN", "DEFAULT_QUEUE", "FAIL", "FINISH", "HANDBACK", "SUBMIT", "Keys", "decode", "decode_request", "encode",
-    "encode_request", "error_info", "parse_id",
+    "ACK", "BEGIN", "DEFAULT_QUEUE", "FAIL", "FINISH", "HANDBACK", "HEARTBEAT", "SUBMIT", "Keys", "decode",
+    "decode_request", "encode", "encode_request", "error_info", "parse_id",
 ]  # fmt: skip
 
 DEFAULT_QUEUE: Final = "sse-pipeline"
@@ -179,4 +179,44 @@ HANDBACK: Final = """
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'holder')
 return 1
+"""
+
+# The jobs stream's entries are acked only by the consumer they are pending for: XACK itself
+# acks any consumer's delivery, and an entry that another worker reclaimed is its delivery
+# now (acking it would leave nobody to reclaim the job if that worker dies).
+
+# KEYS: jobs stream. ARGV: group, consumer, entry id, '1' to queue the entry's job again.
+# Returns 1 when the entry was this consumer's and is acked (and deleted), 0 when it is
+# not pending for this consumer (another's delivery now, or acked already): left alone.
+ACK: Final = """
+local stream, group, me, id = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if #redis.call('XPENDING', stream, group, id, id, 1, me) == 0 then return 0 end
+if ARGV[4] == '1' then
+  local entry = redis.call('XRANGE', stream, id, id)[1]
+  if entry then
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'id' then redis.call('XADD', stream, '*', 'id', fields[i + 1]) end
+    end
+  end
+end
+redis.call('XACK', stream, group, id)
+redis.call('XDEL', stream, id)
+return 1
+"""
+
+# KEYS: jobs stream. ARGV: group, consumer, entry ids. Resets the idle time of the entries
+# still pending for this consumer (so that nobody reclaims a live worker's jobs) without
+# taking any from another consumer; returns the ids that are not this consumer's any more.
+HEARTBEAT: Final = """
+local stream, group, me = KEYS[1], ARGV[1], ARGV[2]
+local lost = {}
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1, me) == 1 then
+    redis.call('XCLAIM', stream, group, me, 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
 """

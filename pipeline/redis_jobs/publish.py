@@ -46,13 +46,16 @@ class Publisher:
             writing failed for good (``error`` says which).
     """
 
-    __slots__ = ("_redis", "_url", "_key", "_attempt", "_maxlen", "_scope", "_pending", "_wake", "_closed",
-                 "_seq", "published", "superseded", "error")  # fmt: skip
+    __slots__ = ("_redis", "_url", "_key", "_attempt", "_maxlen", "_scope", "_pending", "_unsent", "_wake",
+                 "_closed", "_seq", "published", "superseded", "error")  # fmt: skip
 
     def __init__(self, redis: Redis, url: str, key: str, attempt: int, maxlen: int, scope: anyio.CancelScope) -> None:
         self._redis, self._url, self._key, self._attempt, self._maxlen = redis, url, key, attempt, maxlen
         self._scope = scope
-        self._pending: list[Any] = []
+        self._pending: list[Any] = []  # events received, not yet made entries
+        # entries made, not yet known written (ids fixed: sending them again is safe), and
+        # how many events they hold
+        self._unsent: tuple[list[tuple[str, bytes]], int] = ([], 0)
         self._wake = anyio.Event()
         self._closed = False
         self._seq = 0  # the last entry written
@@ -70,22 +73,31 @@ class Publisher:
         self._closed = True
         self._wake.set()
 
+    @property
+    def flushed(self) -> bool:
+        """Whether the stream ended (:meth:`close`) and every event it gave is written."""
+        return self._closed and not self._pending and not self._unsent[0] and not self.failed
+
+    @property
+    def failed(self) -> bool:
+        """Whether writing stopped for good: a newer attempt superseded this one, or an error."""
+        return self.superseded or self.error is not None
+
     async def run(self) -> None:
         """Write pending events until closed and flushed. Never raises but cancellation:
         a failure is recorded in ``superseded`` / ``error`` and cancels the attempt.
 
-        Cancellation: events not yet written are dropped (the attempt is abandoned).
+        Cancellation: what is not written yet is kept for :meth:`flush`.
         """
         try:
             while True:
-                if not self._pending:
+                if not self._pending and not self._unsent[0]:
                     if self._closed:
                         return
                     self._wake = anyio.Event()
                     await self._wake.wait()
                     continue
-                batch, self._pending = self._pending, []
-                await self._write(batch)
+                await self._write()
         except _Superseded:
             self.superseded = True
             self._scope.cancel()
@@ -94,13 +106,34 @@ class Publisher:
             self.error = exc
             self._scope.cancel()
 
-    async def _write(self, batch: list[Any]) -> None:
-        entries = []
-        for start in range(0, len(batch), _ENTRY_EVENTS):
-            self._seq += 1
-            entries.append((f"{self._attempt}-{self._seq}", encode_derived(batch[start : start + _ENTRY_EVENTS])))
+    async def flush(self) -> bool:
+        """Write what a cancelled :meth:`run` left, after :meth:`close`; return :attr:`flushed`.
+
+        Cancellation: what is not written yet stays unwritten (the attempt is abandoned).
+        """
+        self._closed = True
+        try:
+            while not self.failed and (self._pending or self._unsent[0]):
+                await self._write()
+        except _Superseded:
+            self.superseded = True
+        except Exception as exc:
+            _log.warning("redis_publish_failed", stream=self._key, error=repr(exc))
+            self.error = exc
+        return self.flushed
+
+    async def _write(self) -> None:
+        if not self._unsent[0]:  # make the next entries from what arrived
+            batch, self._pending = self._pending, []
+            entries = []
+            for start in range(0, len(batch), _ENTRY_EVENTS):
+                self._seq += 1
+                entries.append((f"{self._attempt}-{self._seq}", encode_derived(batch[start : start + _ENTRY_EVENTS])))
+            self._unsent = (entries, len(batch))
+        entries, count = self._unsent
         await retrying(lambda: self._send(entries), what="publish", url=self._url, stream=self._key)
-        self.published += len(batch)
+        self._unsent = ([], 0)
+        self.published += count
 
     async def _send(self, entries: list[tuple[str, bytes]]) -> None:
         """Add *entries* in one round trip. Safe to repeat: an entry whose id the stream

@@ -35,14 +35,26 @@ from ..runtime.open import Pipeline
 from ..worker.jobs import JobResult
 from ..worker.wakeup import Signal
 from ..worker.worker import Worker
-from .codec import BEGIN, DEFAULT_QUEUE, FAIL, FINISH, HANDBACK, Keys, decode, decode_request, error_info
+from .codec import (
+    ACK,
+    BEGIN,
+    DEFAULT_QUEUE,
+    FAIL,
+    FINISH,
+    HANDBACK,
+    HEARTBEAT,
+    Keys,
+    decode,
+    decode_request,
+    error_info,
+)
 from .conn import Redis, connect, retrying, safe_url
 from .flight import Flight, RedisWorkerStatistics, flight_of
 from .publish import Publisher
 
 try:
     import coredis.exceptions
-    from coredis.response.types import StreamEntry, StreamPendingExt
+    from coredis.response.types import StreamPendingExt
 except ImportError as exc:  # pragma: no cover
     raise ImportError("the Redis scale-out needs coredis: pip install 'sse-pipeline[redis]'") from exc
 
@@ -51,6 +63,7 @@ __all__ = ["RedisWorker", "RedisWorkerStatistics"]
 T = TypeVar("T")
 _READ_BLOCK_MS: Final = 1000  # a stop() is noticed within this long
 _HANDBACK_GRACE: Final = 10.0  # seconds granted to hand jobs back after the drain deadline
+_FLUSH_GRACE: Final = 5.0  # seconds granted to write a finished body's last events after a cancel
 _log = structlog.get_logger("pipeline.redis")
 
 
@@ -118,7 +131,6 @@ class RedisWorker:
         self._inflight: dict[bytes, Flight] = {}
         self._changed = Signal()  # a slot was freed, or stop() was called
         self._stopping = False
-        self._stop_event: anyio.Event | None = None
         self._read_scope: anyio.CancelScope | None = None  # around a blocking XREADGROUP
         self._counts = dict.fromkeys(
             ("done", "failed", "reclaimed", "retried", "dead_lettered", "handed_back", "superseded", "events"), 0
@@ -139,12 +151,11 @@ class RedisWorker:
         them after ``claim_idle``. Use :meth:`stop` for a graceful end.
         """
         self._started = time.perf_counter()
-        self._stop_event = anyio.Event()
-        if self._stopping:
-            self._stop_event.set()
         async with AsyncExitStack() as stack:
             redis = self._redis = await stack.enter_async_context(connect(self._url))
-            for label, source in (("begin", BEGIN), ("finish", FINISH), ("fail", FAIL), ("handback", HANDBACK)):
+            scripts = (("begin", BEGIN), ("finish", FINISH), ("fail", FAIL), ("handback", HANDBACK), ("ack", ACK),
+                       ("heartbeat", HEARTBEAT))  # fmt: skip
+            for label, source in scripts:
                 self._scripts[label] = redis.register_script(source)
             await self._call(self._create_group, "create_group")
             self._worker = await stack.enter_async_context(
@@ -170,8 +181,7 @@ class RedisWorker:
             background.start_soon(self._metrics_loop, name=f"{self.name} metrics")
             async with anyio.create_task_group() as jobs:
                 async with anyio.create_task_group() as intake:
-                    intake.start_soon(self._read_loop, jobs, name=f"{self.name} read")
-                    intake.start_soon(self._reclaim_loop, jobs, name=f"{self.name} reclaim")
+                    intake.start_soon(self._intake_loop, jobs, name=f"{self.name} intake")
                     task_status.started()
                 await self._return_orphans()
                 await self._drain(jobs)
@@ -186,8 +196,6 @@ class RedisWorker:
         """Stop taking jobs; running ones get ``drain_timeout`` seconds, then go back to
         the queue, and :meth:`run` returns. Safe to call at any time, more than once."""
         self._stopping = True
-        if self._stop_event is not None:
-            self._stop_event.set()
         if self._read_scope is not None:
             self._read_scope.cancel()  # what it was delivered meanwhile: see _return_orphans()
         self._changed.set()
@@ -241,21 +249,52 @@ class RedisWorker:
     def _free(self) -> int:
         return 0 if self._stopping else max(0, self._concurrency - len(self._inflight))
 
-    async def _read_loop(self, jobs: TaskGroup) -> None:
-        redis, keys = self._redis, self._keys
-        assert redis is not None
+    async def _intake_loop(self, jobs: TaskGroup) -> None:
+        """Fill free slots: with a dead worker's jobs first (reclaimed every ``claim_idle / 2``
+        seconds, before any new job), then with new ones. A backlog of new jobs therefore
+        never delays a reclaimed job by more than the time until a slot frees."""
+        interval = max(0.05, self._claim_idle / 2)
+        due = 0.0  # the next reclaim pass: at once, then every interval
         while not self._stopping:
-            count = self._free()
-            if not count:
+            if not self._free():
                 await self._changed.wait()
                 continue
-            reply = None
-            with anyio.CancelScope() as self._read_scope:
-                read = partial(redis.xreadgroup, keys.group, self.name, {keys.jobs: ">"}, count=count,
-                               block=_READ_BLOCK_MS)  # fmt: skip
-                reply = await self._call(read, "read")
-            for entry in (reply or {}).get(keys.jobs.encode(), ()):
-                self._start(jobs, entry, reclaimed=False)
+            now = anyio.current_time()
+            if now >= due:
+                await self._reclaim(jobs)
+                due = anyio.current_time() + interval
+                continue
+            await self._read(jobs, block_ms=max(1, min(_READ_BLOCK_MS, int((due - now) * 1000))))
+
+    async def _read(self, jobs: TaskGroup, *, block_ms: int) -> None:
+        """Start the new jobs one XREADGROUP gives (waiting up to *block_ms* for some)."""
+        redis, keys = self._redis, self._keys
+        assert redis is not None
+        reply = None
+        with anyio.CancelScope() as self._read_scope:
+            read = partial(redis.xreadgroup, keys.group, self.name, {keys.jobs: ">"}, count=self._free(),
+                           block=block_ms)  # fmt: skip
+            reply = await self._call(read, "read")
+        for entry in (reply or {}).get(keys.jobs.encode(), ()):
+            self._start(jobs, entry, reclaimed=False)
+
+    async def _reclaim(self, jobs: TaskGroup) -> None:
+        """Start the jobs pending for longer than ``claim_idle`` (their worker is gone), as
+        many as there are free slots."""
+        redis, keys, idle_ms = self._redis, self._keys, int(self._claim_idle * 1000)
+        assert redis is not None
+        cursor = b"0-0"
+        while self._free():
+            claimed = await self._call(
+                partial(redis.xautoclaim, keys.jobs, keys.group, self.name, idle_ms, cursor, count=self._free()),
+                "reclaim",
+            )
+            cursor, entries = claimed[0], claimed[1]
+            for entry in entries:
+                self._counts["reclaimed"] += 1
+                self._start(jobs, entry, reclaimed=True)
+            if cursor in (b"0-0", "0-0"):
+                break
 
     async def _return_orphans(self) -> None:
         """Queue again the jobs delivered to us that we never started (a read cancelled by
@@ -267,42 +306,30 @@ class RedisWorker:
         )
         known = self._inflight
         ids = [p.identifier for p in pending if isinstance(p, StreamPendingExt) and p.identifier not in known]
-        if not ids:
-            return
-        claimed = await self._call(partial(redis.xclaim, keys.jobs, keys.group, self.name, 0, ids), "orphans")
-        for entry in claimed:
-            if isinstance(entry, StreamEntry):
-                flight = flight_of(entry, reclaimed=False)
-                await self._ack(flight, requeue=bool(flight.job_id))
-
-    async def _reclaim_loop(self, jobs: TaskGroup) -> None:
-        redis, keys, idle_ms = self._redis, self._keys, int(self._claim_idle * 1000)
-        assert redis is not None and self._stop_event is not None
-        while not self._stopping:
-            with anyio.move_on_after(max(0.05, self._claim_idle / 2)):
-                await self._stop_event.wait()
-            cursor = b"0-0"
-            while self._free():
-                start, count = cursor, self._free()
-                claimed = await self._call(
-                    partial(redis.xautoclaim, keys.jobs, keys.group, self.name, idle_ms, start, count=count), "reclaim"
-                )
-                cursor, entries = claimed[0], claimed[1]
-                for entry in entries:
-                    self._counts["reclaimed"] += 1
-                    self._start(jobs, entry, reclaimed=True)
-                if cursor in (b"0-0", "0-0"):
-                    break
+        for entry_id in ids:  # each queued again and acked, if it is still ours (see codec.ACK)
+            await self._ack_entry(entry_id, requeue=True)
 
     async def _heartbeat_loop(self) -> None:
-        redis, keys = self._redis, self._keys
-        assert redis is not None
         while True:
             await anyio.sleep(self._claim_idle / 3)
-            ids = list(self._inflight)
-            if ids:  # resets their idle time: nobody reclaims a job of a live worker
-                await self._call(partial(redis.xclaim, keys.jobs, keys.group, self.name, 0, ids, justid=True),
-                                 "heartbeat")  # fmt: skip
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        """Reset the idle time of our running jobs' entries, so that nobody reclaims a live
+        worker's jobs; an entry that another worker reclaimed meanwhile (we were frozen, or
+        our link stalled) stays theirs, and our attempt of it is stopped."""
+        ids = list(self._inflight)
+        if not ids:
+            return
+        heartbeat, keys = self._scripts["heartbeat"], self._keys
+        lost = await self._call(
+            lambda: heartbeat(keys=[keys.jobs], args=[keys.group, self.name, *ids]), "heartbeat"
+        )
+        for entry_id in lost:
+            flight = self._inflight.get(entry_id if isinstance(entry_id, bytes) else entry_id.encode())
+            if flight is not None and flight.run_scope is not None:
+                _log.info("job_taken_over", job_id=flight.job_id, attempt=flight.attempt)
+                flight.run_scope.cancel()
 
     async def _metrics_loop(self) -> None:
         last, then = 0, time.perf_counter()
@@ -369,6 +396,11 @@ class RedisWorker:
                 tg.start_soon(publisher.run)
                 (result,) = await self._worker.run([request])
                 publisher.close()
+        if result is not None and result.error is None and not publisher.flushed and not publisher.failed:
+            # The body ended but its events were still being written when the attempt was
+            # cancelled (a drain deadline): the result may be written only after them.
+            with anyio.move_on_after(_FLUSH_GRACE, shield=True):
+                await publisher.flush()
         self._counts["events"] += publisher.published
         await self._outcome(flight, result, publisher)
 
@@ -379,6 +411,8 @@ class RedisWorker:
         elif publisher.error is not None:
             await self._fail(flight, publisher.error)
         elif result is None or isinstance(result.error, JobCancelledError):
+            await self._hand_back(flight)
+        elif result.error is None and not publisher.flushed:  # events lost: never a result beside them
             await self._hand_back(flight)
         elif result.error is None:
             assert result.message is not None
@@ -450,15 +484,12 @@ class RedisWorker:
             self._counts["superseded"] += 1
 
     async def _ack(self, flight: Flight, *, requeue: bool = False) -> None:
-        """XACK (and XDEL) the job's entry; with *requeue*, add a fresh entry for it first."""
-        redis, keys = self._redis, self._keys
-        assert redis is not None
+        """XACK (and XDEL) the job's entry if it is still ours; with *requeue*, add a fresh
+        entry for the job first. An entry another worker reclaimed is left to it."""
+        await self._ack_entry(flight.entry_id, requeue=requeue and bool(flight.job_id))
 
-        async def ack() -> None:
-            async with redis.pipeline(transaction=True) as pipe:
-                if requeue:
-                    pipe.xadd(keys.jobs, {"id": flight.job_id})
-                pipe.xack(keys.jobs, keys.group, [flight.entry_id])
-                pipe.xdel(keys.jobs, [flight.entry_id])
-
-        await self._call(ack, "ack")
+    async def _ack_entry(self, entry_id: bytes | str, *, requeue: bool) -> None:
+        ack, keys = self._scripts["ack"], self._keys
+        args = [keys.group, self.name, entry_id, "1" if requeue else "0"]
+        if not await self._call(lambda: ack(keys=[keys.jobs], args=args), "ack"):
+            _log.info("entry_not_ours", entry=entry_id if isinstance(entry_id, str) else entry_id.decode())
