@@ -14,7 +14,7 @@ import msgspec
 from ..core.message import Message, block_from_dict
 from ..worker.jobs import JobRequest
 from .codec import DEFAULT_QUEUE, SUBMIT, Keys, decode, encode_request, parse_id
-from .conn import Redis, RedisJobsError, RedisUnavailableError, check_url, connect, retrying
+from .conn import CONNECT_TIMEOUT, Redis, RedisJobsError, RedisUnavailableError, check_url, connect, retrying
 from .worker import RedisWorker, RedisWorkerStatistics
 
 __all__ = [
@@ -397,7 +397,8 @@ class _OpenQueue:
         self._cm: AbstractAsyncContextManager[Redis] | None = None
 
     async def __aenter__(self) -> RedisQueue:
-        self._cm = connect(self._url)
+        # one connection attempt within the timeout, so that the first call can fail in time
+        self._cm = connect(self._url, connect_timeout=min(self._timeout, CONNECT_TIMEOUT))
         redis = await self._cm.__aenter__()
         return RedisQueue(redis, url=self._url, name=self._name, timeout=self._timeout)
 
@@ -414,7 +415,9 @@ def open_queue(url: str, *, name: str = DEFAULT_QUEUE, timeout: float = 10.0) ->
     Args:
         url: ``redis://[[USER]:PASSWORD@]HOST:PORT[/DB]``, ``rediss://...`` or ``unix://PATH``.
         name: The queue's name (workers must use the same).
-        timeout: Seconds each call keeps retrying while Redis is unreachable.
+        timeout: Seconds each call keeps retrying while Redis is unreachable (a connection
+            attempt waits at most as long, and at most 5 s). When unsure: the default for a
+            service that should ride out a Redis restart; 3 for a person at a terminal.
 
     Raises:
         ValueError: *url* is not a Redis URL (at once).
