@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _REDIS_URL = os.environ.get("SSE_PIPELINE_REDIS_URL", "redis://localhost:6379")
+# A person at a terminal learns of a wrong URL or a down Redis within seconds, and a blip
+# (a restart from a small AOF, a dropped connection: about a second) still passes; a script
+# that must ride out a failover passes more. The worker has no such option: it retries for ever.
+_REDIS_TIMEOUT = 3.0
 
 
 def _redis_parsers(commands: Any) -> None:
@@ -89,6 +93,11 @@ def _redis_parsers(commands: Any) -> None:
         parser.add_argument("--redis", default=_REDIS_URL, metavar="URL",
                             help="the Redis URL (default: SSE_PIPELINE_REDIS_URL or redis://localhost:6379)")
         parser.add_argument("--queue", default="sse-pipeline", help="the queue's name (default sse-pipeline)")
+
+    def client(parser: argparse.ArgumentParser) -> None:
+        common(parser)
+        parser.add_argument("--redis-timeout", type=_seconds, default=_REDIS_TIMEOUT, metavar="SECONDS",
+                            help=f"give up after Redis is unreachable for this long (default {_REDIS_TIMEOUT:g})")
 
     worker = commands.add_parser("worker", help="run jobs from a Redis queue until SIGTERM/SIGINT")
     common(worker)
@@ -102,7 +111,7 @@ def _redis_parsers(commands: Any) -> None:
     worker.add_argument("--metrics-interval", type=_seconds, default=10.0, help="seconds between metrics lines")
 
     submit = commands.add_parser("submit", help="queue a Messages request; print its job id")
-    common(submit)
+    client(submit)
     submit.add_argument("prompt")
     submit.add_argument("--id", default=None, help="the job id (default: a random one)")
     submit.add_argument("--model", default="claude-sonnet-4-5")
@@ -110,7 +119,7 @@ def _redis_parsers(commands: Any) -> None:
     submit.add_argument("--system", default=None)
 
     follow = commands.add_parser("follow", help="tail a job's events live, then its final message")
-    common(follow)
+    client(follow)
     follow.add_argument("job_id")
     shape = follow.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="print only the final message as JSON")
@@ -292,14 +301,14 @@ async def submit(args: argparse.Namespace) -> None:
     params = {"system": args.system} if args.system else {}
     job = JobRequest(id=args.id or uuid.uuid4().hex, model=args.model, max_tokens=args.max_tokens,
                      messages=[{"role": "user", "content": args.prompt}], params=params)  # fmt: skip
-    async with redis_jobs.open_queue(args.redis, name=args.queue) as queue:
+    async with redis_jobs.open_queue(args.redis, name=args.queue, timeout=args.redis_timeout) as queue:
         print(await queue.submit(job), flush=True)
 
 
 async def follow(args: argparse.Namespace) -> None:
     """Print a job's text (or updates) live, then how it ended."""
     redis_jobs = _redis_jobs()
-    async with redis_jobs.open_queue(args.redis, name=args.queue) as queue:
+    async with redis_jobs.open_queue(args.redis, name=args.queue, timeout=args.redis_timeout) as queue:
         async for update in queue.follow(args.job_id):
             if args.events:
                 print(_dumps(_update_dict(update)), flush=True)

@@ -27,7 +27,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
         "the Redis scale-out needs coredis: pip install 'sse-pipeline[redis]'", name=exc.name
     ) from exc
 
-__all__ = ["Redis", "RedisUnavailableError", "RedisJobsError", "connect", "retrying", "transient_redis_error"]
+__all__ = [
+    "CONNECT_TIMEOUT", "Redis", "RedisJobsError", "RedisUnavailableError", "connect", "retrying",
+    "transient_redis_error",
+]  # fmt: skip
 
 Redis = coredis.Redis[bytes]
 T = TypeVar("T")
@@ -41,6 +44,7 @@ _TRANSIENT: Final[tuple[type[BaseException], ...]] = (
     TimeoutError,
     OSError,
 )
+CONNECT_TIMEOUT: Final = 5.0  # seconds one connection attempt (TCP connect + handshake) may take
 _FIRST_BACKOFF: Final = 0.05  # seconds; doubles with each retry
 _MAX_BACKOFF: Final = 2.0  # seconds: an outage is noticed to be over this soon
 _log = structlog.get_logger("pipeline.redis")
@@ -51,8 +55,8 @@ class RedisJobsError(PipelineError):
 
 
 class RedisUnavailableError(RedisJobsError):
-    """Redis could not be reached for longer than the caller allows; the last connection
-    error is the ``__cause__``.
+    """Redis could not be reached for longer than the caller allows, or what answers at the
+    URL is not a Redis server; the last connection error is the ``__cause__``.
 
     Attributes:
         url: The Redis URL, without its password.
@@ -90,19 +94,29 @@ def check_url(url: str) -> None:
 
 
 @asynccontextmanager
-async def connect(url: str, *, max_connections: int = 64) -> AsyncIterator[Redis]:
+async def connect(
+    url: str, *, max_connections: int = 64, connect_timeout: float = CONNECT_TIMEOUT
+) -> AsyncIterator[Redis]:
     """Open a coredis client on *url* (no retries of its own: :func:`retrying` decides).
 
     An exception of the block propagates as itself, not wrapped in the exception group of
     the client's connection task group.
+
+    Args:
+        url: The Redis URL.
+        max_connections: Connections the client opens at most.
+        connect_timeout: Seconds one connection attempt may take, the handshake included
+            (a host that accepts but never answers, such as a stopped Redis, fails it as a
+            connection error, which :func:`retrying` retries); when unsure, the default.
 
     Raises:
         ValueError: *url* is not a Redis URL.
     """
     check_url(url)
     client: Redis = coredis.Redis.from_url(
-        url, retry_policy=coredis.retry.NoRetryPolicy(), max_connections=max_connections, connect_timeout=5.0
-    )
+        url, retry_policy=coredis.retry.NoRetryPolicy(), max_connections=max_connections,
+        connect_timeout=connect_timeout,
+    )  # fmt: skip
     pool: Any = client.connection_pool
     pool.connection_class = _closing_buffers(pool.connection_class)
     try:
@@ -122,9 +136,16 @@ _BUFFERS: Final = ("_write_buffer", "_push_message_buffer", "_streamed_message_b
 def _closing_buffers(base: Any) -> Any:
     """*base*, a coredis connection class, that also closes its memory streams when it
     cannot connect (coredis 6.9 closes them only after connecting: each failed connection
-    attempt would leak six streams, and a ResourceWarning, during a Redis outage)."""
+    attempt would leak six streams, and a ResourceWarning, during a Redis outage), and
+    whose handshake (HELLO, SELECT ...) waits at most its connect timeout (coredis bounds
+    only the TCP connect: a peer that accepts and never answers hung the attempt)."""
 
     class Connection(base):  # type: ignore[misc]
+        def create_request(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+            if timeout is None and not self._handshake_attempted:
+                timeout = self._connect_timeout
+            return super().create_request(*args, timeout=timeout, **kwargs)
+
         async def _connect(self) -> Any:
             try:
                 return await super()._connect()
@@ -151,20 +172,35 @@ async def retrying(
         what: Names the operation in logs.
         url: The Redis URL, for the error.
         deadline: Seconds after which a transient error is raised as
-            :class:`RedisUnavailableError`; ``None``: retry for ever (workers).
+            :class:`RedisUnavailableError` (the last try starts at the deadline, the
+            backoff never sleeps past it); ``None``: retry for ever (workers).
+
+    Retries are logged as ``redis_retry`` warnings when there is no deadline (a worker's
+    outage is otherwise silent), at debug level with one: the caller either succeeds or
+    gets the error, and a command-line client prints that error alone.
+
+    Raises:
+        RedisUnavailableError: The deadline passed, or what answers at *url* does not
+            speak the Redis protocol (at once: waiting will not change that).
 
     Cancellation: propagates at once (also during a backoff).
     """
     attempt, started = 0, anyio.current_time()
+    log = _log.warning if deadline is None else _log.debug
     while True:
         try:
             return await operation()
+        except coredis.exceptions.InvalidResponse as exc:  # not a Redis server: waiting will not help
+            raise RedisUnavailableError(safe_url(url), exc) from exc
         except _TRANSIENT as exc:
-            if deadline is not None and anyio.current_time() - started >= deadline:
-                raise RedisUnavailableError(safe_url(url), exc) from exc
             delay = backoff(attempt, _FIRST_BACKOFF, _MAX_BACKOFF)
+            if deadline is not None:
+                left = deadline - (anyio.current_time() - started)
+                if left <= 0:
+                    raise RedisUnavailableError(safe_url(url), exc) from exc
+                delay = min(delay, left)
             if attempt in (0, 3) or attempt % 20 == 0:  # keep logs short during an outage
-                _log.warning("redis_retry", operation=what, attempt=attempt + 1, delay=round(delay, 3),
-                             error=repr(exc), **context)  # fmt: skip
+                log("redis_retry", operation=what, attempt=attempt + 1, delay=round(delay, 3), error=repr(exc),
+                    **context)  # fmt: skip
             attempt += 1
             await anyio.sleep(delay)

@@ -14,7 +14,7 @@ import msgspec
 from ..core.message import Message, block_from_dict
 from ..worker.jobs import JobRequest
 from .codec import DEFAULT_QUEUE, SUBMIT, Keys, decode, encode_request, parse_id
-from .conn import Redis, RedisJobsError, RedisUnavailableError, check_url, connect, retrying
+from .conn import CONNECT_TIMEOUT, Redis, RedisJobsError, RedisUnavailableError, check_url, connect, retrying
 from .worker import RedisWorker, RedisWorkerStatistics
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
 ]  # fmt: skip
 
 _BATCH: Final = 256  # events entries read per XREAD
+_DEAD_PAGE: Final = 512  # dead-letter entries read per XRANGE
 
 
 class UnknownJobError(RedisJobsError):
@@ -230,12 +231,94 @@ class RedisQueue:
         return bool(await self._call(lambda: self._redis.exists([self._keys.job(job_id)]), "exists"))
 
     async def dead_letters(self, count: int = 100) -> list[tuple[str, JobError]]:
-        """The oldest *count* dead-lettered jobs: (job id, last error)."""
-        entries = await self._call(lambda: self._redis.xrange(self._keys.dead, count=count), "dead_letters")
-        return [
-            (e.field_values[b"id"].decode(), msgspec.convert(decode(e.field_values[b"error"]), JobError))
-            for e in entries
-        ]
+        """The oldest *count* dead-lettered jobs, each once: (job id, the error it ended with).
+
+        A job can have several entries in the dead-letter stream: a worker killed between
+        its dead-letter write and its result write (two keys in different Redis Cluster
+        slots: no script can make them one write) leaves an entry of an attempt that did not
+        end the job, which then runs again and is dead-lettered again; a retried write
+        repeats an entry. Of a job's entries this lists the one of the attempt its result
+        names; while the job has no result (not written yet, or expired), the one of its
+        latest attempt; none when the result says the job ended otherwise. Jobs come in the
+        order of their first entry.
+
+        Reads entries until the first *count* jobs are settled: to the end of the stream
+        when one of them has no result yet.
+
+        Cancellation: nothing to undo.
+        """
+        dead = _DeadLetters(self)
+        while not await dead.settle(count):
+            await dead.read()
+        return dead.listed
+
+class _ResultHead(msgspec.Struct):
+    """The fields of a stored result that :meth:`RedisQueue.dead_letters` reads."""
+
+    attempt: int
+    dead_lettered: bool = False
+
+
+_result_head: Final = msgspec.json.Decoder(_ResultHead).decode
+
+
+@final
+class _DeadLetters:
+    """One :meth:`RedisQueue.dead_letters` call: the entries read so far, grouped by job, and
+    the jobs settled so far, in the order of their first entry."""
+
+    __slots__ = ("_queue", "_errors", "_order", "_next", "_start", "_ended", "listed")
+
+    def __init__(self, queue: RedisQueue) -> None:
+        self._queue = queue
+        self._errors: dict[str, dict[int, bytes]] = {}  # job -> attempt -> error JSON
+        self._order: list[str] = []  # jobs by first entry
+        self._next = 0  # the first job of _order not settled yet
+        self._start = "-"
+        self._ended = False
+        self.listed: list[tuple[str, JobError]] = []
+
+    async def read(self) -> None:
+        """Read the next page of entries."""
+        redis, key, start = self._queue._redis, self._queue._keys.dead, self._start
+        page = await self._queue._call(lambda: redis.xrange(key, start, "+", count=_DEAD_PAGE), "dead_letters")
+        self._ended = len(page) < _DEAD_PAGE
+        for entry in page:
+            fields = entry.field_values
+            job_id = fields[b"id"].decode()
+            if job_id not in self._errors:
+                self._errors[job_id] = {}
+                self._order.append(job_id)
+            self._errors[job_id][int(fields[b"attempts"])] = fields[b"error"]
+        if page:
+            last = page[-1].identifier
+            self._start = "(" + (last.decode() if isinstance(last, bytes) else last)
+
+    async def settle(self, count: int) -> bool:
+        """List the jobs that can be settled from what was read; whether *count* are listed
+        (or the stream is read to its end)."""
+        while len(self.listed) < count and self._next < len(self._order):
+            job_id = self._order[self._next]
+            errors = self._errors[job_id]
+            head = await self._result(job_id)
+            attempt: int | None = None
+            if head is not None and head.attempt in errors:
+                attempt = head.attempt
+            elif head is not None and not head.dead_lettered:
+                pass  # its result is final and not a dead letter: its entries are stale
+            elif not self._ended:
+                return False  # the entry of its result, or a later attempt, may come next
+            else:
+                attempt = max(errors)
+            if attempt is not None:
+                self.listed.append((job_id, msgspec.convert(decode(errors[attempt]), JobError)))
+            self._next += 1
+        return len(self.listed) >= count or self._ended
+
+    async def _result(self, job_id: str) -> _ResultHead | None:
+        redis, key = self._queue._redis, self._queue._keys.job(job_id)
+        data = await self._queue._call(lambda: redis.hget(key, "result"), "dead_letters")
+        return _result_head(data) if data is not None else None
 
 
 @final
@@ -314,7 +397,8 @@ class _OpenQueue:
         self._cm: AbstractAsyncContextManager[Redis] | None = None
 
     async def __aenter__(self) -> RedisQueue:
-        self._cm = connect(self._url)
+        # one connection attempt within the timeout, so that the first call can fail in time
+        self._cm = connect(self._url, connect_timeout=min(self._timeout, CONNECT_TIMEOUT))
         redis = await self._cm.__aenter__()
         return RedisQueue(redis, url=self._url, name=self._name, timeout=self._timeout)
 
@@ -331,7 +415,9 @@ def open_queue(url: str, *, name: str = DEFAULT_QUEUE, timeout: float = 10.0) ->
     Args:
         url: ``redis://[[USER]:PASSWORD@]HOST:PORT[/DB]``, ``rediss://...`` or ``unix://PATH``.
         name: The queue's name (workers must use the same).
-        timeout: Seconds each call keeps retrying while Redis is unreachable.
+        timeout: Seconds each call keeps retrying while Redis is unreachable (a connection
+            attempt waits at most as long, and at most 5 s). When unsure: the default for a
+            service that should ride out a Redis restart; 3 for a person at a terminal.
 
     Raises:
         ValueError: *url* is not a Redis URL (at once).
