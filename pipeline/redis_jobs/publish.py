@@ -98,12 +98,8 @@ class Publisher:
                     await self._wake.wait()
                     continue
                 await self._write()
-        except _Superseded:
-            self.superseded = True
-            self._scope.cancel()
-        except Exception as exc:  # e.g. Redis out of memory: the attempt fails
-            _log.warning("redis_publish_failed", stream=self._key, error=repr(exc))
-            self.error = exc
+        except Exception as exc:
+            self._stopped(exc)
             self._scope.cancel()
 
     async def flush(self) -> bool:
@@ -115,12 +111,18 @@ class Publisher:
         try:
             while not self.failed and (self._pending or self._unsent[0]):
                 await self._write()
-        except _Superseded:
-            self.superseded = True
         except Exception as exc:
+            self._stopped(exc)
+        return self.flushed
+
+    def _stopped(self, exc: Exception) -> None:
+        """Writing stopped for good: a newer attempt superseded this one, or *exc* (e.g.
+        Redis out of memory) fails the attempt."""
+        if isinstance(exc, _Superseded):
+            self.superseded = True
+        else:
             _log.warning("redis_publish_failed", stream=self._key, error=repr(exc))
             self.error = exc
-        return self.flushed
 
     async def _write(self) -> None:
         if not self._unsent[0]:  # make the next entries from what arrived

@@ -267,11 +267,12 @@ class _DeadLetters:
     """One :meth:`RedisQueue.dead_letters` call: the entries read so far, grouped by job, and
     the jobs settled so far, in the order of their first entry."""
 
-    __slots__ = ("_queue", "_errors", "_order", "_next", "_start", "_ended", "listed")
+    __slots__ = ("_queue", "_errors", "_heads", "_order", "_next", "_start", "_ended", "listed")
 
     def __init__(self, queue: RedisQueue) -> None:
         self._queue = queue
         self._errors: dict[str, dict[int, bytes]] = {}  # job -> attempt -> error JSON
+        self._heads: dict[str, _ResultHead | None] = {}  # job -> its result, as read once
         self._order: list[str] = []  # jobs by first entry
         self._next = 0  # the first job of _order not settled yet
         self._start = "-"
@@ -316,9 +317,13 @@ class _DeadLetters:
         return len(self.listed) >= count or self._ended
 
     async def _result(self, job_id: str) -> _ResultHead | None:
-        redis, key = self._queue._redis, self._queue._keys.job(job_id)
-        data = await self._queue._call(lambda: redis.hget(key, "result"), "dead_letters")
-        return _result_head(data) if data is not None else None
+        # read once per job and call: a job with no result yet is asked about again after
+        # every page until the stream ends, which would be a round trip per page
+        if job_id not in self._heads:
+            redis, key = self._queue._redis, self._queue._keys.job(job_id)
+            data = await self._queue._call(lambda: redis.hget(key, "result"), "dead_letters")
+            self._heads[job_id] = _result_head(data) if data is not None else None
+        return self._heads[job_id]
 
 
 @final

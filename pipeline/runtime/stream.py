@@ -226,7 +226,7 @@ class MessageStream:
     async def _close_source(self) -> None:
         it, self._source_iter = self._source_iter, None
         if it is not None:
-            await aclose_source(it, self._source)
+            await self._close_iterator(it)
         if self._receive is not None:
             await self._receive.aclose()
 
